@@ -1,0 +1,80 @@
+# mlplatform: `make demo` runs the embedded platform end to end, `make test` runs the tests.
+# Every target has a `## description`; `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/mlplatform
+TENANTS ?= fraud search
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo demo-loop test test-fast verify pipelines schema clean up down status crds schema-check tools bench
+
+help: ## List every target with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(VENV)/.installed ## Create .venv and install mlplatform with its test and cluster tools
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
+	@touch $@
+
+demo: venv ## Run the embedded platform end to end (TENANTS="fraud search"; writes runs/latest/summary.json)
+	$(CLI) demo $(TENANTS)
+
+demo-loop: venv ## The feedback loop live (fraud): drift -> alert -> retraining -> shadow -> canary -> promote/rollback
+	$(CLI) loop fraud
+
+test: venv tools ## Run the whole test suite (unit, integration, slow end-to-end, cluster verification)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv tools ## Run the tests without the slow end-to-end ones
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: venv ## Run every benchmark beside its baseline -> bench/results.json, docs/benchmarks.md (BENCH_ARGS=--quick)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+pipelines: venv ## Compile the KFP pipelines into pipelines/compiled/
+	$(CLI) pipelines compile
+
+schema: venv ## Regenerate charts/tenant/values.schema.json from TenantConfig
+	$(CLI) schema --out charts/tenant/values.schema.json
+
+clean: ## Remove embedded runtime state (.mlplatform/) and demo runs (runs/)
+	rm -rf .mlplatform runs local_outputs
+
+# --- cluster path (platform/cluster, charts/, mlplatform.verify) ------------------------------------
+# versions.env holds plain KEY=value lines: one source of pinned versions for make and the scripts.
+include platform/cluster/versions.env
+CHECKOV_VENV := $(VENV)/tools/checkov
+
+tools: $(CHECKOV_VENV)/bin/checkov ## Install checkov into its own venv (its pins conflict with ray's)
+
+# checkov 3.3 pins packaging<24 while ray and pytest need packaging>=24: it cannot live in .venv.
+$(CHECKOV_VENV)/bin/checkov: platform/cluster/versions.env
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	@touch $@
+
+up: venv ## Create the kind cluster and install the whole stack and every tenant (needs Docker)
+	platform/cluster/up.sh
+
+down: ## Delete the kind cluster (KEEP_CLUSTER=1: uninstall releases, keep the cluster)
+	platform/cluster/down.sh
+
+status: ## Show what runs on the kind cluster and the port-forward URLs
+	platform/cluster/status.sh
+
+verify: venv tools ## Static cluster checks: helm render, schemas, policy, checkov, promtool (no cluster)
+	$(PY) -m mlplatform.verify .
+
+crds: ## Download the pinned upstream CRDs into MLPLATFORM_CRDS_DIR (default ../shared/crds; needs network)
+	platform/cluster/crds.sh
+
+schema-check: venv ## Fail when charts/tenant/values.schema.json is stale (run `make schema` to fix)
+	$(PY) -c 'import json, sys; from mlplatform.config import tenant_json_schema as s; \
+		sys.exit(0 if json.load(open("charts/tenant/values.schema.json")) == s() else "values.schema.json is stale: run make schema")'
