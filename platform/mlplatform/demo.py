@@ -1,0 +1,222 @@
+"""`make demo`: the embedded platform end to end, for each tenant.
+
+pipeline (kfp.local: ingest -> validate -> features -> train -> register) -> serve the model by
+alias (KServe ModelServer) -> smoke test over HTTP -> runs/<stamp>/summary.json (+ runs/latest).
+Library and component output goes to runs/<stamp>/<tenant>-pipeline.log; the terminal shows
+progress, driven by the step records the components write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mlplatform.config import load_tenant
+from mlplatform.workspace import Workspace
+
+STEPS = ["ingest", "validate", "features", "train", "register"]
+
+
+def effective_tenant_file(tenant_file: Path, data_args: dict[str, Any], out_dir: Path) -> Path:
+    """The tenant file with generator arguments overridden (e.g. a smaller data size), written next
+    to the run's outputs; relative data paths are made absolute so the copy still finds its data.
+
+    Only arguments the tenant file already gives its generator are overridden: one demo runs
+    several tenants whose generators take different arguments (`customers=` means nothing to the
+    search catalog); `days=` reaches every tenant that has it."""
+    raw = yaml.safe_load(tenant_file.read_text())
+    given = raw["data"].get("generator_args") or {}
+    data_args = {k: v for k, v in data_args.items() if k in given}
+    if not data_args:
+        return tenant_file
+    raw["data"]["generator_args"] = given | data_args
+    if raw["data"].get("path") and not Path(raw["data"]["path"]).is_absolute():
+        raw["data"]["path"] = str((tenant_file.parent / raw["data"]["path"]).resolve())
+    path = out_dir / "tenants" / raw["name"] / "tenant.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@contextlib.contextmanager
+def output_to(log_path: Path) -> Iterator[None]:
+    """Send this process's (and its children's) stdout/stderr to a log file, at the fd level."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_pipeline(console: Console, tenant_file: Path, ws: Workspace, run_id: str, run_dir: Path) -> dict:
+    """Run train_deploy with kfp.local, showing one progress line per step. Raises on failure."""
+    from mlplatform_pipelines.local import run_train_deploy
+
+    cfg = load_tenant(tenant_file)
+    log_path = run_dir / f"{cfg.name}-pipeline.log"
+    done = threading.Event()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        tasks = {s: progress.add_task(f"[dim]{cfg.name}: {s}", total=1, start=False) for s in STEPS}
+
+        def watch() -> None:  # a step is finished when its record appears in the workspace
+            current = 0
+            progress.start_task(tasks[STEPS[0]])
+            while not done.is_set() and current < len(STEPS):
+                if ws.step_file(cfg.name, run_id, STEPS[current]).exists():
+                    progress.update(tasks[STEPS[current]], completed=1,
+                                    description=f"[green]{cfg.name}: {STEPS[current]}")
+                    current += 1
+                    if current < len(STEPS):
+                        progress.start_task(tasks[STEPS[current]])
+                        progress.update(tasks[STEPS[current]], description=f"{cfg.name}: {STEPS[current]}")
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            with output_to(log_path):
+                return run_train_deploy(tenant_file, ws.home, run_id, run_dir / "kfp")
+        finally:
+            done.set()
+            watcher.join(timeout=2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def model_server(tenant_file: Path, ws: Workspace, log_path: Path, timeout: float = 120) -> Iterator[str]:
+    """`mlplatform serve` in a subprocess; yields its base URL once /v2/health/ready answers 200."""
+    import httpx
+
+    port = free_port()
+    env = os.environ | {"MLPLATFORM_HOME": str(ws.home)}
+    cmd = [sys.executable, "-m", "mlplatform.cli", "serve", str(tenant_file), "--port", str(port)]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"model server exited with code {proc.returncode}; see {log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"model server not ready after {timeout:.0f}s; see {log_path}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def tenant_summary(ws: Workspace, name: str, run_id: str, smoke: dict) -> dict:
+    rec = {s: ws.read_step(name, run_id, s) for s in STEPS}
+    return {
+        "run_id": run_id,
+        "validation": {"success": rec["validate"]["success"], "report": rec["validate"]["report"],
+                       "expectations": rec["validate"]["evaluated"]},
+        "data": {"rows": rec["ingest"]["rows"], "snapshot": rec["ingest"]["sha256"]},
+        "features": {"tables": rec["features"]["tables"]},
+        "training": {"rows": rec["train"]["rows"], "seconds": rec["train"]["seconds"],
+                     "mlflow_run_id": rec["train"]["run_id"]},
+        "model": {"name": rec["register"]["name"], "version": rec["register"]["version"],
+                  "aliases": rec["register"]["aliases"], "metrics": rec["train"]["metrics"],
+                  "gate": rec["register"]["decision"]},
+        "serving": {"smoke": smoke},
+        "stages": {s: rec[s].get("seconds") for s in STEPS},
+    } | ({"retrieval": rec["train"]["retrieval"]} if rec["train"].get("retrieval") else {})  # ranking: recall@K
+
+
+def new_run_dir(runs: Path, suffix: str = "", point_latest: bool = True) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + suffix
+    run_dir = runs / stamp
+    run_dir.mkdir(parents=True, exist_ok=False)
+    if not point_latest:
+        return run_dir
+    latest = runs / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(stamp)  # earlier runs are kept; latest points at this one
+    return run_dir
+
+
+def run_demo(tenant_files: list[Path], ws: Workspace, runs: Path, data_args: dict[str, Any],
+             console: Console | None = None) -> dict:
+    from mlplatform.serving import ranking_smoke, smoke
+
+    console = console or Console()
+    started = time.monotonic()
+    run_dir = new_run_dir(runs)
+    summary: dict[str, Any] = {"started": datetime.now(timezone.utc).isoformat(), "home": str(ws.home),
+                               "run_dir": str(run_dir), "tenants": {}}
+    for original in tenant_files:
+        tenant_file = effective_tenant_file(original, data_args, run_dir)
+        cfg = load_tenant(tenant_file)
+        run_id = f"demo-{run_dir.name.lower()}"
+        console.rule(f"[bold]{cfg.name}")
+        run_pipeline(console, tenant_file, ws, run_id, run_dir)
+        with console.status(f"{cfg.name}: serving alias '{cfg.serving.model_alias}' and sending a smoke batch"):
+            t0 = time.monotonic()
+            with model_server(tenant_file, ws, run_dir / f"{cfg.name}-server.log") as base:
+                smoke_test = ranking_smoke.smoke_test if cfg.task == "ranking" else smoke.smoke_test
+                smoke = smoke_test(cfg, ws, base, cfg.serving.smoke_requests)
+            smoke["seconds"] = round(time.monotonic() - t0, 2)
+        summary["tenants"][cfg.name] = tenant_summary(ws, cfg.name, run_id, smoke)
+        console.print(f"[green]✓[/] {cfg.name}: served {smoke['requests']} requests, {smoke['errors']} errors")
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    console.print(summary_table(summary))
+    console.print(f"summary: {runs / 'latest' / 'summary.json'}   MLflow: mlflow ui --backend-store-uri {ws.mlflow_uri}")
+    return summary
+
+
+def headline_metrics(metrics: dict) -> str:
+    keys = [k for k in ("pr_auc", "roc_auc", "ndcg_at_10", "mrr") if k in metrics]
+    return " ".join(f"{k} {metrics[k]:.3f}" for k in keys)
+
+
+def summary_table(summary: dict) -> Table:
+    """Fits an 80-column terminal: one row per tenant."""
+    table = Table(title=f"mlplatform demo: {summary['seconds']:.0f} s")
+    for col in ("tenant", "validation", "rows", "model", "metrics", "smoke errors"):
+        table.add_column(col, overflow="fold")
+    for name, t in summary["tenants"].items():
+        aliases = ",".join(t["model"]["aliases"]) or "no alias"
+        table.add_row(name, "passed" if t["validation"]["success"] else "FAILED", str(t["training"]["rows"]),
+                      f"v{t['model']['version']} {aliases}", headline_metrics(t["model"]["metrics"]),
+                      f"{t['serving']['smoke']['errors']}/{t['serving']['smoke']['requests']}")
+    return table

@@ -1,0 +1,128 @@
+"""Feature store operations for a tenant, through Feast.
+
+build_tables   raw data -> one parquet table per feature view (tenant builder, or raw columns)
+apply          register entities, views and the feature service (`feast apply`)
+materialize    load the latest values into the online store
+training_frame point-in-time correct join of labelled events with features (offline store)
+OnlineFeatures the serving side: latest values for a batch of entity keys (online store)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+from feast import FeatureStore
+
+from mlplatform.config import TenantConfig
+from mlplatform.features.definitions import EVENT_TIMESTAMP, feast_objects
+from mlplatform.features.repo import write_repo
+from mlplatform.plugins import resolve
+from mlplatform.workspace import Workspace
+
+# "before_event": ask for features as of this long before the event (Feast joins rows stamped <= t)
+BEFORE_EVENT = pd.Timedelta(milliseconds=1)
+
+
+def feature_refs(cfg: TenantConfig) -> list[str]:
+    return [f"{v.name}:{f.name}" for v in cfg.features.feature_views for f in v.features]
+
+
+def passthrough_tables(raw: pd.DataFrame, cfg: TenantConfig) -> dict[str, pd.DataFrame]:
+    """Default builder: each view's features are columns of the raw table, stamped at the row's time."""
+    tables = {}
+    for view in cfg.features.feature_views:
+        keys = [cfg.features.entity(e).join_key for e in view.entities]
+        cols = keys + [cfg.data.timestamp] + [f.name for f in view.features]
+        tables[view.name] = raw[cols].rename(columns={cfg.data.timestamp: EVENT_TIMESTAMP})
+    return tables
+
+
+def build_tables(cfg: TenantConfig, ws: Workspace, raw: pd.DataFrame) -> dict[str, int]:
+    builder = resolve(cfg.features.builder) if cfg.features.builder else passthrough_tables
+    if cfg.data.tables and cfg.features.builder:  # auxiliary tables (catalog, click logs) as a third argument
+        from mlplatform.data.ingest import load_table
+
+        tables = builder(raw, cfg, {name: load_table(cfg, ws, name) for name in cfg.data.tables})
+    else:
+        tables = builder(raw, cfg)
+    out = ws.features_dir(cfg.name)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for view in cfg.features.feature_views:
+        if view.name not in tables:
+            raise ValueError(f"feature builder {cfg.features.builder!r} returned no table for view {view.name!r}")
+        table = tables[view.name].copy()
+        missing = {f.name for f in view.features} - set(table.columns)
+        if missing or EVENT_TIMESTAMP not in table.columns:
+            raise ValueError(f"feature table {view.name!r} lacks columns {sorted(missing | ({EVENT_TIMESTAMP} - set(table.columns)))}")
+        # microseconds: DuckDB (the offline store) cannot cast nanosecond tz timestamps
+        table[EVENT_TIMESTAMP] = pd.to_datetime(table[EVENT_TIMESTAMP], utc=True).astype("datetime64[us, UTC]")
+        table.to_parquet(out / f"{view.name}.parquet", index=False)
+        rows[view.name] = len(table)
+    return rows
+
+
+def open_store(cfg: TenantConfig, ws: Workspace) -> FeatureStore:
+    return FeatureStore(repo_path=str(write_repo(cfg, ws)))
+
+
+def apply(cfg: TenantConfig, ws: Workspace) -> FeatureStore:
+    store = open_store(cfg, ws)
+    store.apply(feast_objects(cfg, ws.features_dir(cfg.name)))
+    return store
+
+
+def materialize(cfg: TenantConfig, ws: Workspace, end: datetime | None = None) -> FeatureStore:
+    """Load each view's latest values (within its TTL) as of `end` into the online store."""
+    store = open_store(cfg, ws)
+    end = end or datetime.now(timezone.utc)
+    longest_ttl = max(v.ttl_days for v in cfg.features.feature_views)
+    store.materialize(start_date=end - timedelta(days=longest_ttl), end_date=end)
+    return store
+
+
+def entity_frame(cfg: TenantConfig, events: pd.DataFrame) -> pd.DataFrame:
+    """Events (with join keys and the tenant's timestamp) as a Feast entity dataframe."""
+    ts = pd.to_datetime(events[cfg.data.timestamp], utc=True)
+    if cfg.features.as_of == "before_event":
+        ts = ts - BEFORE_EVENT
+    out = events.copy()
+    out[EVENT_TIMESTAMP] = ts
+    return out
+
+
+def training_frame(cfg: TenantConfig, ws: Workspace, events: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time join: each event gets the feature values known at its time, never later ones.
+
+    Returns the events in their original order with the feature columns added and request-derived
+    features computed by the tenant's transform (the same code the predictor runs online).
+    """
+    if not cfg.features.feature_views:  # every input is in the events themselves (e.g. LETOR files)
+        return apply_request_transform(cfg, events.reset_index(drop=True))
+    store = open_store(cfg, ws)
+    entity_df = entity_frame(cfg, events).reset_index(drop=True)
+    entity_df["_row"] = range(len(entity_df))
+    joined = store.get_historical_features(entity_df=entity_df, features=feature_refs(cfg)).to_df()
+    joined = joined.sort_values("_row").drop(columns=["_row", EVENT_TIMESTAMP]).reset_index(drop=True)
+    return apply_request_transform(cfg, joined)
+
+
+def apply_request_transform(cfg: TenantConfig, df: pd.DataFrame) -> pd.DataFrame:
+    if cfg.features.request.transform:
+        df = resolve(cfg.features.request.transform)(df)
+    return df
+
+
+class OnlineFeatures:
+    """Latest feature values for entity keys, read from the online store (serving side)."""
+
+    def __init__(self, cfg: TenantConfig, ws: Workspace):
+        self.cfg = cfg
+        self.store = open_store(cfg, ws)
+        self.refs = feature_refs(cfg)
+        self.keys = cfg.features.join_keys
+
+    def fetch(self, entity_rows: list[dict]) -> pd.DataFrame:
+        """One row per request row, with the feature columns; unknown entities come back as nulls."""
+        return self.store.get_online_features(features=self.refs, entity_rows=entity_rows).to_df()

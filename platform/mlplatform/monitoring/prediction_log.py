@@ -1,0 +1,133 @@
+"""The prediction log: one row per scored row, append-only parquet segments per tenant and role.
+
+    <home>/tenants/<name>/predictions/<role>/part-<utc stamp>-<pid>-<seq>.parquet
+
+Columns: request_id (the `X-Request-ID` header, else the V2 request id, else a generated uuid4),
+row (index within the request), logged_at (UTC), role, model_version, the entity join keys, the
+event timestamp when the request carries it (`data.timestamp`, e.g. fraud's tx_datetime), score,
+decision.
+
+Cheap on the request path: `record()` appends to an in-memory list under a lock; a daemon thread
+writes a segment every `flush_seconds` (and at exit). Segments are immutable once written (written
+to a temporary name, then renamed), so readers never see half a file. Shadow and stable servers
+that receive the same mirrored request log the same request_id when the proxy sets X-Request-ID
+(nginx: `proxy_set_header X-Request-ID $request_id;`), which is the join key for comparing them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlplatform.workspace import Workspace
+
+FLUSH_SECONDS = 1.0
+MAX_BUFFER = 50_000  # rows; beyond this a flush is forced (bounded memory if the writer stalls)
+
+
+def predictions_dir(ws: Workspace, tenant: str, role: str | None = None) -> Path:
+    base = ws.tenant(tenant) / "predictions"
+    return base / role if role else base
+
+
+def request_id(headers: dict[str, str] | None, fallback: str | None = None) -> str:
+    if headers:
+        rid = headers.get("x-request-id") or headers.get("X-Request-ID")
+        if rid:
+            return rid[:128]
+    return fallback or uuid.uuid4().hex
+
+
+class PredictionLog:
+    def __init__(self, ws: Workspace, tenant: str, role: str, key_columns: list[str],
+                 time_column: str | None = None, flush_seconds: float = FLUSH_SECONDS):
+        self.folder = predictions_dir(ws, tenant, role)
+        self.role = role
+        self.key_columns = list(key_columns)
+        self.time_column = time_column
+        self.flush_seconds = flush_seconds
+        self._rows: list[tuple] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._seq = itertools.count()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="prediction-log", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    @property
+    def columns(self) -> list[str]:
+        return (["request_id", "row", "logged_at", "role", "model_version", *self.key_columns]
+                + (["event_time"] if self.time_column else []) + ["score", "decision"])
+
+    def record(self, rid: str, version: str, cols: dict[str, list], scores, decisions) -> None:
+        """Append one request's rows (cols: the validated request columns)."""
+        now = datetime.now(timezone.utc)
+        keys = [cols[k] for k in self.key_columns]
+        times = cols.get(self.time_column) if self.time_column else None
+        rows = []
+        for i, (s, d) in enumerate(zip(scores.tolist(), decisions.tolist())):
+            rows.append((rid, i, now, self.role, version, *(k[i] for k in keys),
+                         *((times[i],) if times is not None else ()), s, d))
+        with self._lock:
+            self._rows.extend(rows)
+            full = len(self._rows) >= MAX_BUFFER
+        if full:
+            self.flush()
+
+    def flush(self) -> Path | None:
+        with self._write_lock:
+            with self._lock:
+                rows, self._rows = self._rows, []
+            if not rows:
+                return None
+            df = pd.DataFrame.from_records(rows, columns=self.columns)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            path = self.folder / f"part-{stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
+            tmp = path.with_suffix(".tmp")
+            df.to_parquet(tmp, index=False)
+            tmp.replace(path)
+            return path
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - a full disk must not kill serving; retried next tick
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+
+
+def read_predictions(ws: Workspace, tenant: str, role: str | None = None,
+                     since: datetime | pd.Timestamp | None = None) -> pd.DataFrame:
+    """Every logged prediction of a tenant (one role, or all), optionally logged at or after `since`."""
+    base = predictions_dir(ws, tenant)
+    folders = [base / role] if role else sorted(p for p in base.glob("*") if p.is_dir())
+    files = [f for folder in folders for f in sorted(folder.glob("part-*.parquet"))]
+    if not files:
+        return pd.DataFrame(columns=["request_id", "row", "logged_at", "role", "model_version", "score", "decision"])
+    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    if since is not None:
+        since = pd.Timestamp(since)
+        since = since.tz_localize("UTC") if since.tzinfo is None else since
+        df = df[df["logged_at"] >= since]
+    return df.sort_values("logged_at", kind="stable").reset_index(drop=True)
+
+
+def log_for(cfg, ws: Workspace, role: str) -> PredictionLog:
+    """The log a tenant's predictor writes: its join keys and, when requested, the event time."""
+    fields = {c.name for c in cfg.features.request.fields}
+    time_col = cfg.data.timestamp if cfg.data.timestamp in fields else None
+    return PredictionLog(ws, cfg.name, role, cfg.features.join_keys, time_col)

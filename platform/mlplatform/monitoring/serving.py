@@ -1,0 +1,146 @@
+"""What a predictor does for monitoring, per request: drift histograms and the prediction log.
+
+`PredictionMonitor.for_model(cfg, ws, run_id, labels)` is called by the predictor's load():
+- loads the model's drift reference (MLflow artifact `drift/reference.json` of the version's run;
+  a model without one is served without drift gauges and says so on stderr);
+- registers a collector that computes `mlplatform_drift_psi` / `mlplatform_drift_ks`
+  {tenant, model, version, role, feature} from the window counts *on scrape* (F x bins numbers:
+  microseconds), so the request path only bins its rows;
+- opens the prediction log (`monitoring/prediction_log.py`).
+
+`observe(df, scores, decisions, cols, headers)` costs 50-160 us for a one-row fraud request
+(idle vs. loaded 2-core machine; most of it is taking 17 input columns out of the DataFrame).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+
+from mlplatform.monitoring.drift import SCORE, DriftReference, StreamingHistograms, load_reference
+from mlplatform.monitoring.prediction_log import PredictionLog, log_for, request_id
+
+LABELS = ["tenant", "model", "version", "role", "feature"]
+
+
+class DriftCollector:
+    """Exports the drift of every live monitor in the process (one per served model)."""
+
+    def __init__(self):
+        self.monitors: list["PredictionMonitor"] = []
+        self._lock = threading.Lock()
+
+    def add(self, monitor: "PredictionMonitor") -> None:
+        with self._lock:
+            # a reloaded model replaces the monitor of the same tenant and role
+            self.monitors = [m for m in self.monitors
+                             if (m.labels["tenant"], m.labels["role"]) != (monitor.labels["tenant"], monitor.labels["role"])]
+            self.monitors.append(monitor)
+
+    def describe(self):  # no samples at registration: collect() would run before any model exists
+        return []
+
+    def collect(self):
+        psi = GaugeMetricFamily("mlplatform_drift_psi", "Population stability index of a model input "
+                                "(feature=score: the predicted score) against the training reference", labels=LABELS)
+        ks = GaugeMetricFamily("mlplatform_drift_ks", "Kolmogorov-Smirnov statistic (at the reference bin edges) "
+                               "of a continuous model input against the training reference", labels=LABELS)
+        rows = GaugeMetricFamily("mlplatform_drift_window_rows", "Rows in the drift window",
+                                 labels=LABELS[:-1])
+        for m in list(self.monitors):
+            if m.hist is None:
+                continue
+            base = [m.labels[k] for k in LABELS[:-1]]
+            n = m.hist.window_size()
+            rows.add_metric(base, n)
+            if n < m.min_rows:
+                continue
+            p, k = m.hist.psi_ks()
+            for name, pv, kv in zip(m.hist.names, p, k):
+                psi.add_metric([*base, name], float(pv))
+                if not np.isnan(kv):
+                    ks.add_metric([*base, name], float(kv))
+        yield psi
+        yield ks
+        yield rows
+
+
+_COLLECTOR: DriftCollector | None = None
+
+
+def drift_collector(registry=REGISTRY) -> DriftCollector:
+    global _COLLECTOR
+    if _COLLECTOR is None:
+        _COLLECTOR = DriftCollector()
+        registry.register(_COLLECTOR)
+    return _COLLECTOR
+
+
+class PredictionMonitor:
+    def __init__(self, labels: dict[str, str], reference: DriftReference | None, log: PredictionLog | None,
+                 window_rows: int = 5000, min_rows: int = 200):
+        self.labels = dict(labels)
+        self.reference = reference
+        self.hist = StreamingHistograms(reference, window_rows) if reference is not None else None
+        self.inputs = [n for n in reference.names if n != SCORE] if reference is not None else []
+        self.score_pos = reference.names.index(SCORE) if reference is not None and SCORE in reference.names else None
+        self.min_rows = min_rows
+        self.log = log
+        self._locs: dict[tuple, list[int]] = {}
+
+    @classmethod
+    def for_model(cls, cfg, ws, run_id: str | None, labels: dict[str, str], *, log: bool = True,
+                  register: bool = True) -> "PredictionMonitor":
+        reference = load_reference(run_id) if run_id else None
+        if reference is None:
+            print(f"mlplatform: {cfg.name} v{labels.get('version')}: no drift reference in MLflow; "
+                  f"drift gauges are off for this model", file=sys.stderr)
+        monitor = cls(labels, reference, log_for(cfg, ws, labels["role"]) if log else None,
+                      cfg.drift.window_rows, cfg.drift.min_rows)
+        if register:
+            drift_collector().add(monitor)
+        return monitor
+
+    def matrix(self, df) -> np.ndarray:
+        """Model inputs of a frame as rows x F (reference order) plus the score column slot."""
+        key = tuple(df.columns)
+        locs = self._locs.get(key)
+        if locs is None:
+            locs = self._locs[key] = [df.columns.get_loc(n) for n in self.inputs]
+        try:  # a column array per input without building Series (a third of the cost)
+            arrays = [df._mgr.iget_values(i) for i in locs]
+        except Exception:  # noqa: BLE001 - pandas internals moved: the public, slower way
+            arrays = [df[n].to_numpy() for n in self.inputs]
+        out = np.empty((len(df), len(self.reference.names)))
+        j = 0
+        for pos, name in enumerate(self.reference.names):
+            if pos == self.score_pos:
+                continue
+            out[:, pos] = arrays[j]
+            j += 1
+        return out
+
+    def observe(self, df, scores: np.ndarray, decisions: np.ndarray, cols: dict[str, list],
+                headers: dict[str, str] | None = None, fallback_id: str | None = None) -> str:
+        """Bin the rows into the drift window and log the predictions; returns the request id."""
+        if self.hist is not None:
+            x = self.matrix(df)
+            if self.score_pos is not None:
+                x[:, self.score_pos] = scores
+            self.hist.update(x)
+        rid = request_id(headers, fallback_id)
+        if self.log is not None:
+            self.log.record(rid, self.labels["version"], cols, scores, decisions)
+        return rid
+
+    def current(self) -> dict[str, dict[str, Any]]:
+        """{feature: {psi, ks}} of the current window (tests, the demo)."""
+        if self.hist is None:
+            return {}
+        p, k = self.hist.psi_ks()
+        return {n: {"psi": float(a), "ks": float(b)} for n, a, b in zip(self.hist.names, p, k)}

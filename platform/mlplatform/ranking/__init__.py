@@ -1,0 +1,1 @@
+"""Learning to rank: LETOR files, ranking metrics, click debiasing, the ranking training step."""

@@ -1,0 +1,119 @@
+"""MLflow: one experiment per tenant, runs with everything needed to trust a model, registered
+versions tagged with lineage, and aliases moved by the promotion gate. Versions are never deleted
+or overwritten; a rejected candidate stays registered with the reason as a tag.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+import mlplatform
+from mlplatform.config import TenantConfig
+from mlplatform.registry.gate import Decision, evaluate_gate
+from mlplatform.workspace import Workspace
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def connect(ws: Workspace) -> MlflowClient:
+    """Point MLflow's fluent API and a client at the workspace's tracking store.
+
+    mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, which
+    Workspace.mlflow_uri reads first; left there, the next workspace in this process would
+    silently use this one's database. So the variable is put back as it was.
+    """
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(ws.mlflow_uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+    return MlflowClient(tracking_uri=ws.mlflow_uri)
+
+
+def experiment_id(cfg: TenantConfig, ws: Workspace) -> str:
+    client = connect(ws)
+    exp = client.get_experiment_by_name(cfg.name)
+    if exp is not None:
+        return exp.experiment_id
+    # artifacts next to the backend store, not in ./mlruns of whatever folder we run from
+    location = (ws.artifact_root / cfg.name).as_uri() if "://" not in str(ws.artifact_root) else None
+    try:
+        return client.create_experiment(cfg.name, artifact_location=location, tags={"tenant": cfg.name})
+    except MlflowException:  # created concurrently
+        return client.get_experiment_by_name(cfg.name).experiment_id
+
+
+def code_version() -> str:
+    """The git commit of the code when available (dirty marked), else the package version."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return f"{sha}{'-dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return f"mlplatform-{mlplatform.__version__}"
+
+
+@dataclass
+class Registered:
+    name: str
+    version: str
+    run_id: str
+    aliases: list[str]
+    decision: str
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def version_metrics(client: MlflowClient, name: str, version: str) -> dict[str, float]:
+    mv = client.get_model_version(name, version)
+    return dict(client.get_run(mv.run_id).data.metrics)
+
+
+def champion_version(client: MlflowClient, name: str):
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, lineage: dict[str, str]) -> Registered:
+    """Register the run's model as a new version, tag its lineage, and apply the promotion gate.
+
+    The first version ever becomes `champion`. Later ones become `challenger` when they pass the
+    gate (absolute minimums, and no regression beyond tolerance against the champion).
+    """
+    client = connect(ws)
+    name = cfg.name
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, tags={"tenant": name}, description=cfg.description)
+    mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in lineage.items()})
+    version = str(mv.version)
+    metrics = dict(client.get_run(run_id).data.metrics)
+    champ = champion_version(client, name)
+    champ_metrics = version_metrics(client, name, champ.version) if champ else None
+    decision: Decision = evaluate_gate(metrics, champ_metrics, cfg.metrics.gates)
+    client.set_model_version_tag(name, version, "gate", decision.summary())
+    if champ_metrics:
+        client.set_model_version_tag(name, version, "compared_with", f"v{champ.version}")
+    if decision.passed:
+        alias = CHAMPION if champ is None else CHALLENGER
+        client.set_registered_model_alias(name, alias, version)
+    else:
+        client.set_model_version_tag(name, version, "rejected_reason", "; ".join(decision.reasons))
+    aliases = list(client.get_model_version(name, version).aliases)
+    return Registered(name, version, run_id, aliases, decision.summary(), decision.passed)

@@ -1,0 +1,99 @@
+"""Prometheus metrics of a predictor, named per the platform conventions (DESIGN.md):
+`mlplatform_<thing>_<unit>`, labels tenant, model, version, role (stable|canary|shadow).
+
+They live in prometheus-client's default registry because kserve 0.21 serves `/metrics` from
+that registry (kserve.protocol.rest.server.metrics_handler), so they appear next to kserve's own.
+The ModelServer runs one worker process, so no multiprocess collector is needed.
+
+Requests are counted by an ASGI middleware (`RequestMetricsMiddleware`), not inside the model:
+kserve rejects malformed JSON, wrong shapes and unknown models before the model is called, and
+those errors must be counted too (rollout analysis computes the success rate from this counter).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Callable
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+ROLES = ("stable", "canary", "shadow")
+LABELS = ("tenant", "model", "version", "role")
+# ms-level latency: the SLO is tens of milliseconds, the benchmark target a p99 under 10 ms
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+# scores are probabilities; finer bins near 0 where most scores of a rare positive class fall
+SCORE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class ServingMetrics:
+    """The three metric families; `registry` is replaceable for unit tests."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.requests = Counter(
+            "mlplatform_requests", "Inference requests by HTTP status code",
+            [*LABELS, "status"], registry=registry,
+        )
+        self.duration = Histogram(
+            "mlplatform_request_duration_seconds", "Inference request latency inside the server",
+            LABELS, buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.score = Histogram(
+            "mlplatform_prediction_score", "Predicted scores, one observation per scored row",
+            LABELS, buckets=SCORE_BUCKETS, registry=registry,
+        )
+
+
+_DEFAULT: ServingMetrics | None = None
+
+
+def default_metrics() -> ServingMetrics:
+    """The process-wide families in the default registry (created once: names must be unique)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = ServingMetrics()
+    return _DEFAULT
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    return role
+
+
+class RequestMetricsMiddleware:
+    """Pure ASGI middleware: counts and times the inference routes of one model.
+
+    `labels()` is called per request, so the version label follows the loaded model. A plain ASGI
+    class (not BaseHTTPMiddleware) keeps the overhead to a few microseconds per request.
+    Unhandled exceptions become 500 further out (Starlette's ServerErrorMiddleware), so they are
+    counted as "500" here before being re-raised.
+    """
+
+    def __init__(self, app, model_name: str, labels: Callable[[], dict[str, str]],
+                 metrics: ServingMetrics | None = None):
+        self.app = app
+        self.labels = labels
+        self.metrics = metrics or default_metrics()
+        name = re.escape(model_name)
+        self.route = re.compile(rf"^/v1/models/{name}:predict$|^/v2/models/{name}(/versions/[^/]+)?/infer$")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.route.match(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = "500"
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            labels = self.labels()
+            self.metrics.requests.labels(**labels, status=status).inc()
+            self.metrics.duration.labels(**labels).observe(time.perf_counter() - started)

@@ -1,0 +1,226 @@
+"""The tenant predictor: a `kserve.Model` serving any tenant from its config, nothing tenant-specific.
+
+load()     MLflow version by alias (`serving.model_alias`, or the one given) -> the trainer module
+           named in the version's `trainer` tag loads the model; the `threshold` tag is the decision
+           threshold; the Feast online store is opened. `ready` becomes True only when all worked;
+           otherwise `ModelLoadError` says what is missing (the server then refuses to start).
+predict()  V1 {"instances": [...]} or V2 (Open Inference Protocol) -> validated columns
+           (mlplatform.serving.inputs) -> online features for the entity keys -> the tenant's request
+           transform -> model scores -> per row {"score", "decision" (score >= threshold), "model_version"}.
+
+Unknown entities (policy): a row is rejected when, for one of its entities, every feature of a
+view keyed by that entity is null, i.e. the online store has no row for that key (never seen, or
+older than the view's TTL). The model never saw such all-empty inputs in training, so a score would
+be a guess; the request fails with HTTP 422 naming the entity and key instead, and the caller
+applies its own fallback. (422, not 404: the endpoint and model exist; the request is well-formed
+but cannot be scored. Malformed requests are 400.) Individual null features of a known entity are
+passed to the model as missing values, as in training.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from mlplatform.config import TenantConfig
+from mlplatform.plugins import resolve
+from mlplatform.serving.inputs import RequestSchema
+from mlplatform.serving.metrics import ServingMetrics, check_role, default_metrics
+from mlplatform.workspace import Workspace
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def utc_index(values: list[datetime]) -> pd.DatetimeIndex:
+    """tz-aware UTC datetimes as datetime64[ns, UTC], the dtype of the training data; built from
+    integers because pd.to_datetime on Python objects costs 3-4x more per request."""
+    ns = np.array([(v - _EPOCH) // _MICROSECOND * 1000 for v in values], dtype="datetime64[ns]")
+    return pd.DatetimeIndex(ns).tz_localize("UTC")
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be served (no such alias, missing tags, unloadable model or feature store)."""
+
+
+class FeatureStoreUnavailable(RuntimeError):
+    """The online store failed a lookup (missing, locked, unreachable). A server-side fault, not the
+    caller's: `server.install_http_hooks` answers 503 {"error": ...} (retryable), the process stays up,
+    and the next request reopens the store, so serving recovers when the store comes back."""
+
+
+def load_by_alias(cfg: TenantConfig, ws: Workspace, alias: str):
+    """The registered version behind `alias`, its trainer module (from the version's `trainer` tag)
+    and the loaded model: (model_version, trainer_module, model). Raises ModelLoadError."""
+    from mlflow.exceptions import MlflowException
+
+    from mlplatform.registry.mlflow_registry import connect
+
+    name = cfg.name
+    try:
+        mv = connect(ws).get_model_version_by_alias(name, alias)
+    except MlflowException as err:
+        raise ModelLoadError(f"cannot serve {name!r}: MLflow ({ws.mlflow_uri}) has no version with alias "
+                             f"{alias!r} of registered model {name!r} ({err.message.splitlines()[0]})") from None
+    trainer = sys.modules[resolve(dict(mv.tags).get("trainer") or cfg.model.trainer).__module__]
+    try:
+        model = trainer.load_model(f"models:/{name}/{mv.version}")
+    except Exception as err:  # noqa: BLE001 - any flavour's loading error is a load failure
+        raise ModelLoadError(f"{name} v{mv.version}: {trainer.__name__}.load_model failed: {err}") from err
+    return mv, trainer, model
+
+
+class UnknownEntity(InvalidInput):
+    """A row names an entity the online store has no features for. A subclass of InvalidInput, so a
+    plain kserve server still answers 400; `server.install_http_hooks` maps it to 422."""
+
+
+class TenantPredictor(Model):
+    def __init__(self, cfg: TenantConfig, ws: Workspace, *, alias: str | None = None, role: str = "stable",
+                 metrics: ServingMetrics | None = None):
+        super().__init__(cfg.name)
+        self.cfg, self.ws = cfg, ws
+        self.alias = alias or cfg.serving.model_alias
+        self.role = check_role(role)
+        self.schema = RequestSchema(cfg)
+        self.metrics = metrics or default_metrics()
+        self.model_version: str | None = None
+        self.threshold: float | None = None
+        self.monitor = None  # drift histograms and prediction log (mlplatform.monitoring.serving), set by load()
+        # views as (join keys, feature names): the unit of the unknown-entity check
+        self.views = [([cfg.features.entity(e).join_key for e in v.entities], [f.name for f in v.features])
+                      for v in cfg.features.feature_views]
+        self.entity_of_key = {e.join_key: e.name for e in cfg.features.entities}
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        from mlplatform.features.store import OnlineFeatures
+
+        name = self.cfg.name
+        mv, trainer, self.model = load_by_alias(self.cfg, self.ws, self.alias)
+        tags = dict(mv.tags)
+        try:
+            self.threshold = float(tags["threshold"])
+        except (KeyError, ValueError):
+            raise ModelLoadError(f"{name} v{mv.version}: tag 'threshold' missing or not a number "
+                                 f"({tags.get('threshold')!r}); the decision needs it") from None
+        self._predict_fn = trainer.predict
+        # the model's own input list when it records one (xgboost does); else the tenant's
+        self.features = list(getattr(self.model, "feature_names", None) or self.cfg.model.features)
+        unknown = sorted(set(self.features) - set(self.cfg.available_features))
+        if unknown:
+            raise ModelLoadError(f"{name} v{mv.version} needs inputs the tenant file does not provide: {unknown}")
+        # a tenant whose inputs are all request fields has no feature views: no online store then
+        self.online = OnlineFeatures(self.cfg, self.ws) if self.views else None
+        if self.online is not None:  # one lookup now: a missing or broken store refuses start-up
+            try:
+                key = {k.name: 0 if k.type == "int" else "" for k in self.schema.keys}
+                self.online.store.get_online_features(features=self.online.refs, entity_rows=[key]).to_dict()
+            except Exception as err:
+                raise ModelLoadError(f"{name}: the online feature store cannot be read "
+                                     f"({type(err).__name__}: {err})") from err
+        self._transform = resolve(self.cfg.features.request.transform) if self.cfg.features.request.transform else None
+        self.model_version = str(mv.version)
+        self._labels = {"tenant": name, "model": name, "version": self.model_version, "role": self.role}
+        self.metrics.score.labels(**self._labels)  # families show up in /metrics before the first request
+        self.metrics.duration.labels(**self._labels)
+        from mlplatform.monitoring.serving import PredictionMonitor
+
+        self.monitor = PredictionMonitor.for_model(self.cfg, self.ws, mv.run_id, self._labels)
+        self.ready = True
+        return self.ready
+
+    def start(self) -> None:
+        """kserve's default start() sets ready=True unconditionally; readiness is load()'s verdict."""
+
+    def labels(self) -> dict[str, str]:
+        return getattr(self, "_labels", None) or {"tenant": self.cfg.name, "model": self.cfg.name,
+                                                  "version": "none", "role": self.role}
+
+    # --- inference ------------------------------------------------------------------------------
+
+    def get_input_types(self) -> list[dict]:
+        return self.schema.input_types()
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": "score", "datatype": "FP64", "shape": [-1]},
+                {"name": "decision", "datatype": "BOOL", "shape": [-1]}]
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers=None):
+        cols = self.schema.columns(payload, headers)
+        scores, frame = self.score_frame(cols)
+        decisions = scores >= self.threshold
+        if self.monitor is not None:
+            self.monitor.observe(frame, scores, decisions, cols, headers, getattr(payload, "id", None))
+        for s in scores:
+            self.metrics.score.labels(**self._labels).observe(s)
+        if isinstance(payload, InferRequest):
+            return InferResponse(
+                response_id=payload.id or str(uuid.uuid4()), model_name=self.name, model_version=self.model_version,
+                infer_outputs=[InferOutput("score", [len(scores)], "FP64", data=scores.tolist()),
+                               InferOutput("decision", [len(scores)], "BOOL", data=decisions.tolist())],
+                parameters={"threshold": self.threshold},
+            )
+        return {"predictions": [{"score": s, "decision": d, "model_version": self.model_version}
+                                for s, d in zip(scores.tolist(), decisions.tolist())]}
+
+    def score(self, cols: dict[str, list]) -> np.ndarray:
+        """Validated request columns -> scores (float64), through the same transform as training."""
+        return self.score_frame(cols)[0]
+
+    def score_frame(self, cols: dict[str, list]) -> tuple[np.ndarray, pd.DataFrame]:
+        """Scores and the model's input frame (the drift histograms bin its columns)."""
+        n = len(next(iter(cols.values())))
+        feats: dict[str, list] = {}
+        if self.online is not None:
+            keys = [k.name for k in self.schema.keys]
+            entity_rows = [{k: cols[k][i] for k in keys} for i in range(n)]
+            # to_dict, not fetch()'s DataFrame: half the cost for a 1-row request (0.47 vs 0.93 ms)
+            try:
+                feats = self.online.store.get_online_features(features=self.online.refs,
+                                                              entity_rows=entity_rows).to_dict()
+            except Exception as err:
+                self._reopen_online_store()
+                raise FeatureStoreUnavailable(f"online feature store unavailable: {type(err).__name__}: "
+                                              f"{str(err)[:200]}") from err
+            self._reject_unknown(feats, cols, n)
+        frame: dict[str, Any] = {}
+        for spec in self.schema.specs:
+            values = cols[spec.name]
+            frame[spec.name] = utc_index(values) if spec.type == "datetime" else values
+        for _, names in self.views:
+            for f in names:
+                frame[f] = np.asarray(feats[f], dtype=np.float64)  # None (a missing value) -> NaN
+        df = pd.DataFrame(frame)
+        if self._transform is not None:
+            df = self._transform(df)
+        # the whole frame, as training does (run.py): the trainer selects its inputs itself
+        return np.asarray(self._predict_fn(self.model, df), dtype=np.float64), df
+
+    def _reopen_online_store(self) -> None:
+        """A fresh store object (the SQLite store keeps its connection open, so a replaced database
+        file would never be seen again); failures here surface on the next request."""
+        from mlplatform.features.store import OnlineFeatures
+
+        try:
+            self.online = OnlineFeatures(self.cfg, self.ws)
+        except Exception:  # noqa: BLE001 - keep the old one; the next request tries again
+            pass
+
+    def _reject_unknown(self, feats: dict[str, list], cols: dict[str, list], n: int) -> None:
+        for keys, names in self.views:
+            for i in range(n):
+                if all(feats[f][i] is None for f in names):
+                    who = ", ".join(f"{self.entity_of_key[k]} {k}={cols[k][i]!r}" for k in keys)
+                    raise UnknownEntity(f"row {i}: unknown {who}: the online store has no features for it "
+                                        f"(never seen, or older than the feature TTL)")

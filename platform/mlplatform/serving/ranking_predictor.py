@@ -1,0 +1,244 @@
+"""The ranking predictor: a `kserve.Model` for `task: ranking` tenants with a retriever.
+
+load()     MLflow version by alias -> the trainer module (tag `trainer`) loads the ranker; the
+           tenant's retriever (ranking.retrieval.retriever) loads its index from the workspace;
+           item features of the whole catalog are read once from the Feast online store into a
+           matrix aligned with the retriever's catalog (refreshed in the background every
+           `REFRESH_SECONDS`), so a request touches no store.
+predict()  query -> stage 1: retrieve `retrieval.candidates` (fused sparse + dense) -> stage 2:
+           features of the best `retrieval.rerank` (query-item features from the retriever, item
+           features from the matrix) -> ranker scores -> the top n with scores and the model version.
+
+Requests (JSON; V1 style):
+    {"query": "black wireless earbuds", "n": 10}
+    {"instances": [{"query": "...", "n": 5}, ...]}          (at most MAX_QUERIES queries)
+V2 (Open Inference Protocol): input "query" (BYTES, shape [1]) and optionally "n" (INT*, shape [1]).
+Bad input (no or empty query, a query over MAX_QUERY_CHARS, n not an integer or outside
+1..ranking.max_n, wrong types, malformed JSON) raises InvalidInput: HTTP 400 {"error": ...}.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from mlplatform.config import TenantConfig
+from mlplatform.plugins import resolve
+from mlplatform.serving.inputs import decode_json
+from mlplatform.serving.metrics import ServingMetrics, check_role, default_metrics
+from mlplatform.serving.predictor import ModelLoadError, load_by_alias  # one error type: the server exits 2 on it
+from mlplatform.workspace import Workspace
+
+MAX_QUERIES = 16
+MAX_QUERY_CHARS = 256
+REFRESH_SECONDS = 300.0
+QUERY_CACHE = 10_000
+
+
+def parse_query(row: Any, where: str, default_n: int, max_n: int) -> tuple[str, int]:
+    if not isinstance(row, dict):
+        raise InvalidInput(f"{where}: expected an object {{\"query\": str, \"n\": int}}, got {type(row).__name__}")
+    query = row.get("query")
+    if query is None:
+        raise InvalidInput(f"{where}: missing field 'query'")
+    if not isinstance(query, str):
+        raise InvalidInput(f"{where}: 'query' must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise InvalidInput(f"{where}: 'query' is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"{where}: 'query' has {len(query)} characters, more than {MAX_QUERY_CHARS}")
+    n = row.get("n", default_n)
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise InvalidInput(f"{where}: 'n' must be an integer, got {type(n).__name__} {n!r}")
+    if not 1 <= n <= max_n:
+        raise InvalidInput(f"{where}: 'n' must be between 1 and {max_n}, got {n}")
+    return query.strip(), n
+
+
+class RankingPredictor(Model):
+    def __init__(self, cfg: TenantConfig, ws: Workspace, *, alias: str | None = None, role: str = "stable",
+                 metrics: ServingMetrics | None = None):
+        super().__init__(cfg.name)
+        if cfg.task != "ranking" or not cfg.ranking or not cfg.ranking.retrieval:
+            raise ValueError(f"tenant {cfg.name!r}: the ranking predictor needs task 'ranking' with ranking.retrieval")
+        self.cfg, self.ws = cfg, ws
+        self.alias = alias or cfg.serving.model_alias
+        self.role = check_role(role)
+        self.metrics = metrics or default_metrics()
+        self.model_version: str | None = None
+        self._lock = threading.Lock()
+        self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        name = self.cfg.name
+        mv, trainer, self.model = load_by_alias(self.cfg, self.ws, self.alias)
+        self._predict_fn = trainer.predict
+        retrieval = self.cfg.ranking.retrieval
+        try:
+            self.retriever = resolve(retrieval.retriever).load(self.cfg, self.ws)
+        except FileNotFoundError as err:
+            raise ModelLoadError(f"{name}: retrieval index: {err}") from None
+        names = getattr(self.model, "feature_name", None)
+        self.features = list(names() if callable(names) else self.cfg.model.features)
+        self.pair_names = {f.name for f in retrieval.query_features}
+        self.item_names = [f.name for v in self.cfg.features.feature_views for f in v.features]
+        unknown = sorted(set(self.features) - self.pair_names - set(self.item_names))
+        if unknown:
+            raise ModelLoadError(f"{name} v{mv.version} needs inputs neither the retriever nor a feature view "
+                                 f"provides: {unknown}")
+        self.item_ids = np.asarray(self.retriever.catalog[self.cfg.ranking.item].to_numpy())
+        self.titles = (self.retriever.catalog["title"].astype(str).tolist()
+                       if "title" in self.retriever.catalog.columns else None)
+        self._refresh_items()
+        if "torch" in sys.modules:  # one query at a time: one intra-op thread (as limit_native_threads for BLAS)
+            sys.modules["torch"].set_num_threads(1)
+        self.retriever.search("warm up", 10)  # first-call costs (tokenizer, BLAS) before the first request
+        self.model_version = str(mv.version)
+        self._labels = {"tenant": name, "model": name, "version": self.model_version, "role": self.role}
+        self.metrics.duration.labels(**self._labels)
+        self._schedule_refresh()
+        self.ready = True
+        return self.ready
+
+    def start(self) -> None:
+        """Readiness is load()'s verdict (kserve's default start() sets ready unconditionally)."""
+
+    def labels(self) -> dict[str, str]:
+        return getattr(self, "_labels", None) or {"tenant": self.cfg.name, "model": self.cfg.name,
+                                                  "version": "none", "role": self.role}
+
+    def _refresh_items(self) -> None:
+        """Item features of the whole catalog from the online store, as a matrix (items x features)."""
+        if not self.item_names:
+            self.item_matrix = np.zeros((len(self.item_ids), 0))
+            return
+        from mlplatform.features.store import OnlineFeatures
+
+        key = self.cfg.features.entities[0].join_key
+        rows = [{key: int(i) if isinstance(i, (np.integer, int)) else i} for i in self.item_ids]
+        feats = OnlineFeatures(self.cfg, self.ws).store.get_online_features(
+            features=OnlineFeatures(self.cfg, self.ws).refs, entity_rows=rows).to_dict()
+        matrix = np.column_stack([np.asarray(feats[f], dtype=np.float64) for f in self.item_names])
+        with self._lock:
+            self.item_matrix = matrix
+            self.items_refreshed = time.time()
+
+    def _schedule_refresh(self) -> None:
+        def loop() -> None:
+            while True:
+                time.sleep(REFRESH_SECONDS)
+                try:
+                    self._refresh_items()
+                except Exception:  # noqa: BLE001 - keep serving the last good features
+                    pass
+
+        threading.Thread(target=loop, name=f"{self.name}-item-features", daemon=True).start()
+
+    # --- inference ------------------------------------------------------------------------------
+
+    def get_input_types(self) -> list[dict]:
+        return [{"name": "query", "datatype": "BYTES", "shape": [1]}, {"name": "n", "datatype": "INT64", "shape": [1]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": "item_id", "datatype": "INT64", "shape": [-1]},
+                {"name": "score", "datatype": "FP64", "shape": [-1]}]
+
+    def parse(self, payload: Any, headers: dict[str, str] | None) -> list[tuple[str, int]]:
+        r = self.cfg.ranking
+        if isinstance(payload, InferRequest):
+            given = {inp.name: inp for inp in payload.inputs}
+            if "query" not in given:
+                raise InvalidInput("missing input 'query' (BYTES, shape [1])")
+            q = given["query"]
+            if q.datatype != "BYTES" or len(q.data or []) != 1:
+                raise InvalidInput("input 'query' must be BYTES with exactly one value")
+            query = q.data[0].decode("utf-8", "replace") if isinstance(q.data[0], bytes) else q.data[0]
+            row: dict[str, Any] = {"query": query}
+            if "n" in given:
+                n = given["n"]
+                if not n.datatype.startswith(("INT", "UINT")) or len(n.data or []) != 1:
+                    raise InvalidInput("input 'n' must be an integer tensor with one value")
+                row["n"] = n.data[0]
+            return [parse_query(row, "request", r.top_n, r.max_n)]
+        body = decode_json(payload, headers)
+        if isinstance(body, dict) and "instances" in body:
+            rows = body["instances"]
+            if not isinstance(rows, list) or not rows:
+                raise InvalidInput("'instances' must be a non-empty list of {\"query\": ..., \"n\": ...}")
+            if len(rows) > MAX_QUERIES:
+                raise InvalidInput(f"{len(rows)} queries is more than the limit of {MAX_QUERIES} per request")
+            return [parse_query(row, f"instance {i}", r.top_n, r.max_n) for i, row in enumerate(rows)]
+        return [parse_query(body, "request", r.top_n, r.max_n)]
+
+    def query_vector(self, query: str) -> np.ndarray | None:
+        """The query's embedding, cached (LRU, QUERY_CACHE entries): encoding a query is most of a
+        request's time, and search traffic repeats its head queries. None: the retriever has no
+        `embed_queries` and embeds inside `search`."""
+        vec = self._qcache.get(query)
+        if vec is not None:
+            self._qcache.move_to_end(query)
+            return vec
+        embed = getattr(self.retriever, "embed_queries", None)
+        if embed is None:
+            return None
+        vec = embed([query], cache=False)[0]
+        self._qcache[query] = vec
+        if len(self._qcache) > QUERY_CACHE:
+            self._qcache.popitem(last=False)
+        return vec
+
+    def rank(self, query: str, n: int, qvec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (catalog rows) and scores of the top n for one query, best first."""
+        retrieval = self.cfg.ranking.retrieval
+        qvec = self.query_vector(query) if qvec is None else qvec
+        fused, scores = self.retriever.search(query, retrieval.candidates, qvec)
+        cand = fused[: retrieval.rerank]
+        if len(cand) == 0:
+            return cand, np.zeros(0)
+        pair = self.retriever.pair_features(query, cand, qvec, scores)
+        with self._lock:
+            items = self.item_matrix[cand]
+        cols = {name: items[:, i] for i, name in enumerate(self.item_names)}
+        cols.update(pair)
+        x = np.column_stack([cols[f] for f in self.features])
+        s = np.asarray(self._predict_fn(self.model, x), dtype=np.float64)
+        top = np.argsort(-s, kind="stable")[:n]
+        return cand[top], s[top]
+
+    def results(self, positions: np.ndarray, scores: np.ndarray) -> list[dict]:
+        out = []
+        for rank, (p, s) in enumerate(zip(positions.tolist(), scores.tolist()), 1):
+            item = self.item_ids[p]
+            row = {"rank": rank, "item_id": item.item() if isinstance(item, np.generic) else item, "score": s}
+            if self.titles is not None:
+                row["title"] = self.titles[p]
+            out.append(row)
+        return out
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers=None):
+        queries = self.parse(payload, headers)
+        ranked = [self.rank(q, n) for q, n in queries]
+        if isinstance(payload, InferRequest):
+            pos, sc = ranked[0]
+            ids = [int(self.item_ids[p]) for p in pos.tolist()]
+            return InferResponse(
+                response_id=payload.id or str(uuid.uuid4()), model_name=self.name, model_version=self.model_version,
+                infer_outputs=[InferOutput("item_id", [len(ids)], "INT64", data=ids),
+                               InferOutput("score", [len(ids)], "FP64", data=sc.tolist())],
+            )
+        return {"model_version": self.model_version,
+                "predictions": [{"query": q, "results": self.results(*r), "model_version": self.model_version}
+                                for (q, _), r in zip(queries, ranked)]}

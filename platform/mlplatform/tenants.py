@@ -1,0 +1,59 @@
+"""Find a tenant file from a name or a path, and apply the deployment's environment overrides.
+
+The CLI takes `mlplatform serve fraud` as well as `mlplatform serve path/to/tenant.yaml`; in a
+cluster the chart mounts the file and names it in MLPLATFORM_TENANT_FILE.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from mlplatform.config import OnlineStore, TenantConfig, TenantConfigError
+
+
+def tenant_candidates(name: str, environ: Mapping[str, str] = os.environ) -> list[Path]:
+    """Where a tenant called `name` may live, in the order they are tried."""
+    places = []
+    if environ.get("MLPLATFORM_TENANTS_DIR"):
+        places.append(Path(environ["MLPLATFORM_TENANTS_DIR"]) / name / "tenant.yaml")
+    places += [Path("tenants") / name / "tenant.yaml", Path("examples") / name / "tenant.yaml"]
+    return places
+
+
+def resolve_tenant_path(name_or_path: str | Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """An existing file or tenant folder as given; else the first of tenant_candidates(name)."""
+    given = Path(name_or_path)
+    if given.is_file():
+        return given.resolve()
+    if given.is_dir() and (given / "tenant.yaml").is_file():
+        return (given / "tenant.yaml").resolve()
+    places = tenant_candidates(str(name_or_path), environ)
+    for place in places:
+        if place.is_file():
+            return place.resolve()
+    looked = "\n".join(f"  - {p if p.is_absolute() else Path.cwd() / p}" for p in [given, *places])
+    raise TenantConfigError(f"no tenant {str(name_or_path)!r}; looked for a tenant file at:\n{looked}")
+
+
+def apply_env_overrides(cfg: TenantConfig, environ: Mapping[str, str] = os.environ) -> TenantConfig:
+    """Deployment settings the chart passes as environment variables (charts/tenant predictor):
+
+    MLPLATFORM_FEAST_ONLINE_STORE  "redis" or "sqlite": the Feast online store type
+    MLPLATFORM_REDIS_ADDRESS       host:port of Redis (implies redis when the type is not given)
+
+    Returns a new config; the tenant file keeps describing the embedded defaults.
+    """
+    store_type = environ.get("MLPLATFORM_FEAST_ONLINE_STORE", "").strip().lower()
+    address = environ.get("MLPLATFORM_REDIS_ADDRESS", "").strip()
+    if not store_type and not address:
+        return cfg
+    store_type = store_type or "redis"
+    if store_type not in ("redis", "sqlite"):
+        raise TenantConfigError(f"MLPLATFORM_FEAST_ONLINE_STORE must be 'redis' or 'sqlite', got {store_type!r}")
+    current = cfg.features.online_store
+    online = OnlineStore(type=store_type,
+                         connection_string=(address or current.connection_string) if store_type == "redis" else None)
+    features = cfg.features.model_copy(update={"online_store": online})
+    return cfg.model_copy(update={"features": features})

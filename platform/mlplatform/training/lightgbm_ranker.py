@@ -1,0 +1,150 @@
+"""LambdaMART (LightGBM `lambdarank`) trained through Ray Train on a local Ray: a trainer module.
+
+Same interface as `xgboost_trainer`: `train(cfg, train_df, valid_df, storage) -> Trained`,
+`predict(model, frame)`, `log_model(...)`, `load_model(uri)`. Rows are grouped by
+`ranking.group` (a query): the train loop sorts each shard by group and hands LightGBM the group
+sizes, so every query's documents are ranked against each other. Optional per-row weights come
+from `ranking.weight` (click-derived labels weigh less than judgments).
+
+Like the XGBoost trainer, the loop reports once, at the end, with the checkpoint: a Ray Train v2
+report is a round trip to the controller. With more than one worker, Ray Data may cut a query
+between shards (it becomes two smaller groups); the search tenant trains on one worker.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm
+import numpy as np
+import pandas as pd
+
+from mlplatform.config import TenantConfig
+from mlplatform.ranking.metrics import group_sizes
+from mlplatform.training.xgboost_trainer import ensure_ray
+
+MODEL_FILE = "model.txt"
+WEIGHT = "_weight"
+GROUP = "_group"
+
+
+@dataclass
+class Trained:
+    model: lightgbm.Booster
+    params: dict[str, Any]
+    best_iteration: int
+    importance: dict[str, float] = field(default_factory=dict)
+    tune_trials: list[dict] = field(default_factory=list)
+
+
+def base_params(cfg: TenantConfig) -> dict[str, Any]:
+    r = cfg.ranking
+    params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": sorted(set(r.k_values)),
+        "label_gain": [float(2**i - 1) for i in range(r.max_label + 1)],
+        "num_threads": cfg.model.ray.num_cpus,
+        "seed": 0,
+        "deterministic": True,
+        "force_col_wise": True,
+        "verbosity": -1,
+    }
+    return params | dict(cfg.model.params)
+
+
+def _dataset(df: pd.DataFrame, feats: list[str], label: str, reference=None) -> lightgbm.Dataset:
+    df = df.sort_values(GROUP, kind="stable")
+    weight = df[WEIGHT].to_numpy(np.float64) if WEIGHT in df.columns else None
+    return lightgbm.Dataset(df[feats].to_numpy(np.float64), label=df[label].to_numpy(np.float64),
+                            group=group_sizes(df[GROUP].to_numpy()), weight=weight, feature_name=feats,
+                            reference=reference, free_raw_data=False)
+
+
+def _train_loop(config: dict) -> None:
+    """One Ray Train worker: its shard -> one booster, reported once as a checkpoint."""
+    import ray.train
+
+    feats, label = config["features"], config["label"]
+    train = ray.train.get_dataset_shard("train").materialize().to_pandas()
+    valid = ray.train.get_dataset_shard("valid").materialize().to_pandas()
+    dtrain = _dataset(train, feats, label)
+    dvalid = _dataset(valid, feats, label, reference=dtrain)
+    callbacks = []
+    if config["early_stopping_rounds"]:
+        callbacks.append(lightgbm.early_stopping(config["early_stopping_rounds"], first_metric_only=True,
+                                                 verbose=False))
+    booster = lightgbm.train(config["params"], dtrain, num_boost_round=config["num_boost_round"],
+                             valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if ray.train.get_context().get_world_rank() == 0:
+            booster.save_model(os.path.join(tmp, MODEL_FILE))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report({"best_iteration": int(booster.best_iteration or booster.current_iteration())},
+                         checkpoint=checkpoint)
+
+
+def _frame(cfg: TenantConfig, df: pd.DataFrame) -> pd.DataFrame:
+    r = cfg.ranking
+    out = df[cfg.model.features + [cfg.data.label]].copy()
+    # group ids as dense ints (Ray Data and LightGBM need no strings), in order of appearance
+    out[GROUP] = pd.factorize(df[r.group])[0].astype(np.int64)
+    if WEIGHT in df.columns:  # set by the ranking step (click-derived labels weigh less)
+        out[WEIGHT] = df[WEIGHT].astype(np.float64).to_numpy()
+    elif r.weight and r.weight in df.columns:
+        out[WEIGHT] = df[r.weight].astype(np.float64).to_numpy()
+    return out
+
+
+def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path | None = None) -> Trained:
+    import ray.data
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.lightgbm import LightGBMTrainer
+
+    if cfg.ranking is None:
+        raise ValueError(f"tenant {cfg.name!r}: the lightgbm ranker needs a ranking section (task: ranking)")
+    ensure_ray(cfg)
+    storage = Path(storage or tempfile.mkdtemp(prefix="ray-train-")).resolve()
+    params = base_params(cfg)
+    trainer = LightGBMTrainer(
+        _train_loop,
+        train_loop_config={"features": cfg.model.features, "label": cfg.data.label, "params": params,
+                           "num_boost_round": cfg.model.num_boost_round,
+                           "early_stopping_rounds": cfg.model.early_stopping_rounds},
+        scaling_config=ScalingConfig(num_workers=cfg.model.ray.num_workers, use_gpu=False,
+                                     resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name=f"{cfg.name}-train", storage_path=str(storage)),
+        datasets={"train": ray.data.from_pandas(_frame(cfg, train_df)),
+                  "valid": ray.data.from_pandas(_frame(cfg, valid_df))},
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as path:
+        booster = lightgbm.Booster(model_file=os.path.join(path, MODEL_FILE))
+    best = booster.best_iteration or booster.current_iteration()
+    if 0 < best < booster.current_iteration():
+        booster = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))  # keep the best rounds only
+    gain = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist()))
+    return Trained(booster, params, int(best), {f: float(gain.get(f, 0.0)) for f in cfg.model.features})
+
+
+def predict(model: lightgbm.Booster, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """Scores (higher ranks first). A frame is read in the model's feature order; an array as given."""
+    data = frame[model.feature_name()].to_numpy(np.float64) if isinstance(frame, pd.DataFrame) else frame
+    return model.predict(data, num_threads=1)
+
+
+def log_model(model: lightgbm.Booster, signature, input_example) -> Any:
+    import mlflow.lightgbm
+
+    return mlflow.lightgbm.log_model(model, name="model", signature=signature, input_example=input_example)
+
+
+def load_model(uri: str) -> lightgbm.Booster:
+    import mlflow.lightgbm
+
+    return mlflow.lightgbm.load_model(uri)

@@ -1,0 +1,185 @@
+"""XGBoost binary classifier trained through Ray Train on a local Ray, with an optional Ray Tune search.
+
+A trainer module exposes: `train(cfg, train_df, valid_df, storage) -> Trained`, `log_model(booster, ...)`
+for MLflow, `load_model(uri)` and `predict(model, frame) -> scores`. The tenant file names the module
+in `model.trainer`, so another library plugs in the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost
+
+from mlplatform.config import TenantConfig
+from mlplatform.training.metrics import classification_metrics
+
+MODEL_FILE = "model.ubj"
+
+
+@dataclass
+class Trained:
+    model: xgboost.Booster
+    params: dict[str, Any]
+    best_iteration: int
+    importance: dict[str, float] = field(default_factory=dict)
+    tune_trials: list[dict] = field(default_factory=list)
+
+
+def base_params(cfg: TenantConfig, train_df: pd.DataFrame) -> dict[str, Any]:
+    # early stopping watches the LAST eval metric: PR-AUC, the metric that matters for rare positives
+    params = {"objective": "binary:logistic", "eval_metric": ["auc", "aucpr"], "tree_method": "hist",
+              "nthread": cfg.model.ray.num_cpus, "seed": 0}
+    if cfg.model.imbalance == "scale_pos_weight":
+        # weight positives by the class ratio so a rare class is not ignored
+        pos = float(train_df[cfg.data.label].sum())
+        params["scale_pos_weight"] = max(1.0, (len(train_df) - pos) / max(pos, 1.0))
+    return params | dict(cfg.model.params)
+
+
+def _train_loop(config: dict) -> None:
+    """Runs on each Ray Train worker: its shard of the data -> one booster, reported as a checkpoint.
+
+    Reports once, at the end: RayTrainReportCallback reports every boosting round, and each Ray Train
+    v2 report is a round trip to the controller (measured: ~2 s a round on this machine).
+    """
+    import ray.train
+
+    feats, label = config["features"], config["label"]
+    train = ray.train.get_dataset_shard("train").materialize().to_pandas()
+    valid = ray.train.get_dataset_shard("valid").materialize().to_pandas()
+    dtrain = xgboost.DMatrix(train[feats], label=train[label], feature_names=feats)
+    dvalid = xgboost.DMatrix(valid[feats], label=valid[label], feature_names=feats)
+    booster = xgboost.train(
+        config["params"],
+        dtrain,
+        num_boost_round=config["num_boost_round"],
+        evals=[(dtrain, "train"), (dvalid, "valid")],
+        early_stopping_rounds=config["early_stopping_rounds"],
+        verbose_eval=False,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if ray.train.get_context().get_world_rank() == 0:
+            booster.save_model(os.path.join(tmp, MODEL_FILE))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+        ray.train.report({"best_iteration": best}, checkpoint=checkpoint)
+
+
+def ensure_ray(cfg: TenantConfig) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if os.environ.get("RAY_ADDRESS"):  # inside a RayJob: join the KubeRay cluster as it is
+            ray.init(log_to_driver=False, configure_logging=False)
+        else:  # local Ray: cores from the tenant file, no dashboard, quiet workers
+            ray.init(num_cpus=cfg.model.ray.num_cpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def _fit(cfg: TenantConfig, params: dict, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path):
+    import ray.data
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    feats, label = cfg.model.features, cfg.data.label
+    cols = feats + [label]
+    trainer = XGBoostTrainer(
+        _train_loop,
+        train_loop_config={
+            "features": feats,
+            "label": label,
+            "params": params,
+            "num_boost_round": cfg.model.num_boost_round,
+            "early_stopping_rounds": cfg.model.early_stopping_rounds,
+        },
+        scaling_config=ScalingConfig(num_workers=cfg.model.ray.num_workers, use_gpu=False,
+                                     resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name=f"{cfg.name}-train", storage_path=str(storage)),
+        datasets={"train": ray.data.from_pandas(train_df[cols]), "valid": ray.data.from_pandas(valid_df[cols])},
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as path:
+        return xgboost.Booster(model_file=os.path.join(path, MODEL_FILE))
+
+
+def _tune(cfg: TenantConfig, params: dict, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path):
+    """A small random search with Ray Tune; each trial trains in-process and reports validation PR-AUC."""
+    import ray
+    from ray import tune
+
+    feats, label = cfg.model.features, cfg.data.label
+    train_ref = ray.put(train_df[feats + [label]])
+    valid_ref = ray.put(valid_df[feats + [label]])
+
+    def trial(space: dict) -> dict:
+        tr, va = ray.get(train_ref), ray.get(valid_ref)
+        p = params | space | {"nthread": 1}
+        p["max_depth"] = int(p.get("max_depth", 6))
+        booster = xgboost.train(
+            p, xgboost.DMatrix(tr[feats], label=tr[label]), num_boost_round=cfg.model.num_boost_round,
+            evals=[(xgboost.DMatrix(va[feats], label=va[label]), "valid")],
+            early_stopping_rounds=cfg.model.early_stopping_rounds, verbose_eval=False,
+        )
+        scores = booster.predict(xgboost.DMatrix(va[feats]), iteration_range=(0, booster.best_iteration + 1))
+        return {"pr_auc": classification_metrics(va[label].to_numpy(), scores, cfg.metrics)["pr_auc"]}
+
+    space = {k: tune.uniform(float(lo), float(hi)) for k, (lo, hi) in cfg.model.tune.space.items()}
+    tuner = tune.Tuner(
+        tune.with_resources(trial, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(num_samples=cfg.model.tune.num_samples, metric="pr_auc", mode="max"),
+        run_config=tune.RunConfig(name=f"{cfg.name}-tune", storage_path=str(storage), verbose=0),
+    )
+    grid = tuner.fit()
+    best = grid.get_best_result()
+    trials = [{**r.config, "pr_auc": r.metrics.get("pr_auc")} for r in grid if r.metrics]
+    best_space = dict(best.config)
+    if "max_depth" in best_space:
+        best_space["max_depth"] = int(best_space["max_depth"])
+    return best_space, trials
+
+
+def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path | None = None) -> Trained:
+    ensure_ray(cfg)
+    storage = Path(storage or tempfile.mkdtemp(prefix="ray-train-")).resolve()
+    params = base_params(cfg, train_df)
+    trials: list[dict] = []
+    if cfg.model.tune.enabled and cfg.model.tune.space:
+        best_space, trials = _tune(cfg, params, train_df, valid_df, storage)
+        params |= best_space
+    booster = _fit(cfg, params, train_df, valid_df, storage)
+    best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+    if best + 1 < booster.num_boosted_rounds():
+        booster = booster[: best + 1]  # keep the early-stopped model only: serving needs no iteration_range
+    gain = booster.get_score(importance_type="gain")
+    return Trained(booster, params, best, {f: float(gain.get(f, 0.0)) for f in cfg.model.features}, trials)
+
+
+def predict(model: xgboost.Booster, frame: pd.DataFrame) -> np.ndarray:
+    # inplace_predict on a float32 array skips building a DMatrix: ~3x cheaper for one row (serving)
+    return model.inplace_predict(frame[model.feature_names].to_numpy(np.float32))
+
+
+def log_model(model: xgboost.Booster, signature, input_example) -> Any:
+    import mlflow.xgboost
+
+    return mlflow.xgboost.log_model(model, name="model", signature=signature, input_example=input_example,
+                                    model_format="ubj")
+
+
+def load_model(uri: str) -> xgboost.Booster:
+    import mlflow.xgboost
+
+    return mlflow.xgboost.load_model(uri)
