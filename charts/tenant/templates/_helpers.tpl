@@ -1,0 +1,130 @@
+{{/* The tenant name is the namespace, the InferenceService name and the MLflow model name. */}}
+{{- define "tenant.name" -}}
+{{- .Values.name -}}
+{{- end -}}
+
+{{- define "tenant.namespace" -}}
+{{- .Values.name -}}
+{{- end -}}
+
+{{- define "tenant.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: stable across upgrades (never include the chart version here). */}}
+{{- define "tenant.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+mlplatform.io/tenant: {{ include "tenant.name" . }}
+{{- end -}}
+
+{{- define "tenant.labels" -}}
+{{ include "tenant.selectorLabels" . }}
+app.kubernetes.io/part-of: mlplatform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ include "tenant.chart" . }}
+{{- end -}}
+
+{{/* Host of the tenant's HTTPRoute. */}}
+{{- define "tenant.hostname" -}}
+{{- .Values.cluster.hostname | default (printf "%s.mlplatform.local" .Values.name) -}}
+{{- end -}}
+
+{{/* Pod-level security context: Pod Security Standards "restricted". */}}
+{{- define "tenant.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container-level security context: restricted, plus a read-only root filesystem. */}}
+{{- define "tenant.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* requests and limits from a cluster.Resources value (both always set). */}}
+{{- define "tenant.resources" -}}
+requests:
+  cpu: {{ .requests.cpu | quote }}
+  memory: {{ .requests.memory | quote }}
+limits:
+  cpu: {{ .limits.cpu | quote }}
+  memory: {{ .limits.memory | quote }}
+{{- end -}}
+
+{{/*
+A predictor (KServe custom container) for one role.
+Call with (dict "root" $ "role" "stable|canary|shadow" "alias" "<MLflow alias>").
+*/}}
+{{- define "tenant.predictor" -}}
+{{- $root := .root -}}
+{{- $c := $root.Values.cluster -}}
+serviceAccountName: {{ include "tenant.name" $root }}-predictor
+automountServiceAccountToken: false
+minReplicas: {{ if eq .role "stable" }}{{ $c.min_replicas }}{{ else }}1{{ end }}
+maxReplicas: {{ if eq .role "stable" }}{{ $c.max_replicas }}{{ else }}1{{ end }}
+labels:
+  mlplatform.io/tenant: {{ include "tenant.name" $root }}
+  mlplatform.io/component: predictor
+  mlplatform.io/role: {{ .role }}
+securityContext:
+  {{- include "tenant.podSecurityContext" $root | nindent 2 }}
+containers:
+  - name: kserve-container
+    image: {{ $c.image | quote }}
+    imagePullPolicy: {{ $c.image_pull_policy }}
+    command: ["mlplatform"]
+    args: ["serve", {{ include "tenant.name" $root | quote }}]
+    env:
+      - name: MLPLATFORM_TENANT_FILE
+        value: /etc/mlplatform/tenant.yaml
+      - name: MLPLATFORM_MODEL_ALIAS
+        value: {{ .alias | quote }}
+      - name: MLPLATFORM_ROLE
+        value: {{ .role | quote }}
+      - name: MLPLATFORM_FEAST_ONLINE_STORE
+        value: redis
+      - name: MLPLATFORM_REDIS_ADDRESS
+        value: {{ $c.redis_address | quote }}
+      - name: MLFLOW_TRACKING_URI
+        value: {{ $c.mlflow_tracking_uri | quote }}
+      - name: HOME
+        value: /tmp
+    ports:
+      - name: http
+        containerPort: {{ $root.Values.serving.port }}
+        protocol: TCP
+    readinessProbe:
+      httpGet: {path: /v2/health/ready, port: http}
+      periodSeconds: 10
+    livenessProbe:
+      httpGet: {path: /v2/health/live, port: http}
+      initialDelaySeconds: 30
+      periodSeconds: 20
+    resources:
+      {{- include "tenant.resources" $c.resources | nindent 6 }}
+    securityContext:
+      {{- include "tenant.containerSecurityContext" $root | nindent 6 }}
+    volumeMounts:
+      - {name: tenant, mountPath: /etc/mlplatform, readOnly: true}
+      - {name: tmp, mountPath: /tmp}
+volumes:
+  - name: tenant
+    configMap:
+      name: {{ include "tenant.name" $root }}-tenant
+  - name: tmp
+    emptyDir:
+      sizeLimit: 1Gi
+{{- end -}}
