@@ -1,0 +1,120 @@
+"""What charts/tenant renders, checked for intent: isolation, least privilege, rollout wiring."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster_helpers import tenant_files
+
+TENANTS = tenant_files()
+
+
+def _case(cases, name):
+    return next(c for c in cases if c.name == name)
+
+
+def _by_kind(case, kind):
+    return [o for o in case.objects if o["kind"] == kind]
+
+
+@pytest.fixture(scope="module", params=["tenant/defaults"] + [f"tenant/{p.parent.name}" for p in TENANTS])
+def tenant(request, cases):
+    return _case(cases, request.param)
+
+
+def test_everything_lives_in_the_tenant_namespace(tenant):
+    name = tenant.release
+    (ns,) = _by_kind(tenant, "Namespace")
+    assert ns["metadata"]["name"] == name
+    for o in tenant.objects:
+        if o["kind"] != "Namespace":
+            assert o["metadata"]["namespace"] == name, o["kind"]
+
+
+def test_namespace_enforces_restricted_pod_security(tenant):
+    (ns,) = _by_kind(tenant, "Namespace")
+    labels = ns["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["mlplatform.io/tenant-namespace"] == "true"  # what the platform policies select
+
+
+def test_default_deny_and_explicit_allows(tenant):
+    policies = {p["metadata"]["name"]: p["spec"] for p in _by_kind(tenant, "NetworkPolicy")}
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {} and sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny and "egress" not in deny
+    assert {"allow-dns", "allow-gateway-and-scrape-to-predictors", "allow-platform-services", "allow-ray"} <= set(policies)
+
+
+def test_pipeline_runner_is_least_privilege(tenant):
+    (role,) = _by_kind(tenant, "Role")
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+        assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+        assert "secrets" not in rule["resources"] and "pods" not in rule["resources"]
+        if "patch" in rule["verbs"]:
+            assert rule.get("resourceNames"), "patch must be limited to the tenant's own objects"
+            assert all(n.startswith(tenant.release) for n in rule["resourceNames"])
+
+
+def test_quota_and_limits_exist(tenant):
+    (quota,) = _by_kind(tenant, "ResourceQuota")
+    assert quota["spec"]["hard"]["services.loadbalancers"] == "0"
+    assert _by_kind(tenant, "LimitRange")
+
+
+def test_stable_route_without_rollout(cases):
+    for path in TENANTS:
+        case = _case(cases, f"tenant/{path.parent.name}")
+        (route,) = _by_kind(case, "HTTPRoute")
+        (rule,) = route["spec"]["rules"]
+        assert [b["weight"] for b in rule["backendRefs"]] == [100]
+        assert "filters" not in rule
+        assert len(_by_kind(case, "InferenceService")) == 1
+
+
+def test_canary_weights_and_shadow_mirror(cases):
+    for path in TENANTS:
+        case = _case(cases, f"tenant/{path.parent.name}+canary+shadow")
+        name = case.release
+        isvcs = {o["metadata"]["name"] for o in _by_kind(case, "InferenceService")}
+        assert isvcs == {name, f"{name}-canary", f"{name}-shadow"}
+        (route,) = _by_kind(case, "HTTPRoute")
+        (rule,) = route["spec"]["rules"]
+        weights = {b["name"]: b["weight"] for b in rule["backendRefs"]}
+        assert sum(weights.values()) == 100 and weights[f"{name}-canary-predictor"] == 10
+        (mirror,) = rule["filters"]
+        assert mirror["type"] == "RequestMirror"
+        assert mirror["requestMirror"]["backendRef"]["name"] == f"{name}-shadow-predictor"
+
+
+def test_predictor_runs_the_tenant_with_its_alias(cases):
+    case = _case(cases, "tenant/defaults")
+    (isvc,) = _by_kind(case, "InferenceService")
+    (c,) = isvc["spec"]["predictor"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert c["args"] == ["serve", case.release]
+    assert env["MLPLATFORM_MODEL_ALIAS"] == "champion" and env["MLPLATFORM_ROLE"] == "stable"
+    assert env["MLFLOW_TRACKING_URI"].startswith("http://mlflow.")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+def test_servicemonitor_selects_the_tenant_predictors(tenant):
+    (sm,) = _by_kind(tenant, "ServiceMonitor")
+    (expr,) = sm["spec"]["selector"]["matchExpressions"]
+    assert expr["key"] == "serving.kserve.io/inferenceservice" and tenant.release in expr["values"]
+    assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_notes_tell_what_to_do_next(tenant):
+    assert "kubectl" in tenant.notes and tenant.release in tenant.notes
+
+
+def test_platform_chart_toggles(helm, repo_root):
+    from mlplatform.verify import render
+
+    objects, _, _ = render.render(repo_root / "charts" / "mlplatform", {"redis": {"enabled": False},
+                                  "webhook": {"enabled": False}}, "mlplatform")
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("Deployment", "mlflow") in names and ("StatefulSet", "postgres") in names
+    assert ("Deployment", "redis") not in names and ("Deployment", "retrain-webhook") not in names

@@ -1,0 +1,43 @@
+"""`mlplatform demo` as a user runs it (smaller data): pipeline, serving, smoke test, summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = ["--data-arg", "customers=300", "--data-arg", "terminals=600", "--data-arg", "days=40"]
+
+
+def test_demo_writes_a_complete_summary(tmp_path):
+    env = os.environ | {"MLPLATFORM_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "mlplatform.cli", "demo", "fraud", "--runs", str(tmp_path / "runs"),
+                           *SMALL], env=env, capture_output=True, text=True, timeout=900,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "latest" / "summary.json").read_text())
+    fraud = summary["tenants"]["fraud"]
+    assert fraud["validation"]["success"] is True
+    assert fraud["validation"]["report"].endswith(".html")
+    assert fraud["training"]["rows"] > 1000 and fraud["training"]["seconds"] > 0
+    assert fraud["model"]["name"] == "fraud" and fraud["model"]["version"] == "1"
+    assert fraud["model"]["aliases"] == ["champion"]
+    assert 0.5 < fraud["model"]["metrics"]["roc_auc"] <= 1 and fraud["model"]["metrics"]["pr_auc"] > 0
+    assert fraud["serving"]["smoke"]["requests"] > 0 and fraud["serving"]["smoke"]["errors"] == 0
+    assert summary["seconds"] > 0
+    assert "fraud" in proc.stdout and "summary" in proc.stdout
+    # a second run keeps the first one and registers a new version
+    proc = subprocess.run([sys.executable, "-m", "mlplatform.cli", "demo", "fraud", "--runs", str(tmp_path / "runs"),
+                           *SMALL], env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]
+    assert len(runs) == 2
+    second = json.loads((tmp_path / "runs" / "latest" / "summary.json").read_text())
+    assert second["tenants"]["fraud"]["model"]["version"] == "2"

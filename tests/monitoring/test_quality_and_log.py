@@ -1,0 +1,76 @@
+"""Prediction log round trip and the delayed-label quality job on a constructed case."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlplatform.config import load_tenant
+from mlplatform.monitoring.prediction_log import PredictionLog, read_predictions
+from mlplatform.monitoring.quality import QualityCollector, quality_file, run_quality_job
+from mlplatform.workspace import Workspace
+
+from tests.conftest import FRAUD_TENANT
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def log_traffic(ws, n=400, version="3", seed=0):
+    rng = np.random.default_rng(seed)
+    log = PredictionLog(ws, "fraud", "stable", ["customer_id", "terminal_id"], "tx_datetime", flush_seconds=60)
+    labels = rng.random(n) < 0.1
+    scores = np.clip(labels * 0.5 + rng.random(n) * 0.6, 0, 1)  # informative, not perfect
+    times = [T0 + timedelta(minutes=i) for i in range(n)]
+    for i in range(n):
+        cols = {"customer_id": [i % 50], "terminal_id": [i], "tx_datetime": [times[i]], "amount": [10.0]}
+        log.record(f"r{i}", version, cols, scores[i:i + 1], scores[i:i + 1] >= 0.5)
+    log.close()
+    events = pd.DataFrame({"customer_id": [i % 50 for i in range(n)], "terminal_id": range(n),
+                           "tx_datetime": times, "is_fraud": labels.astype(int),
+                           "label_available_at": [t + timedelta(days=7) for t in times]})
+    return scores, labels, events
+
+
+def test_prediction_log_round_trip(tmp_path):
+    ws = Workspace(tmp_path)
+    before = datetime.now(timezone.utc)
+    scores, _, _ = log_traffic(ws, n=20)
+    df = read_predictions(ws, "fraud", role="stable")
+    assert len(df) == 20 and df["request_id"].tolist() == [f"r{i}" for i in range(20)]
+    assert df["score"].to_numpy() == pytest.approx(scores)
+    assert str(df["event_time"].dt.tz) == "UTC" and (df["model_version"] == "3").all()
+    assert len(read_predictions(ws, "fraud", since=before - timedelta(seconds=1))) == 20
+    assert len(read_predictions(ws, "fraud", since=datetime.now(timezone.utc) + timedelta(hours=1))) == 0
+    assert read_predictions(ws, "nosuch").empty
+
+
+def test_quality_job_joins_delayed_labels_and_exports(tmp_path):
+    from sklearn.metrics import average_precision_score
+
+    cfg = load_tenant(FRAUD_TENANT)
+    ws = Workspace(tmp_path)
+    scores, labels, events = log_traffic(ws)
+    # labels of the last 100 events are not known yet at as_of
+    as_of = T0 + timedelta(minutes=300) + timedelta(days=7)
+    rec = run_quality_job(cfg, ws, as_of=as_of, events=events)
+    assert rec["predictions"] == 400 and rec["labelled"] == 301
+    q = rec["versions"]["3"]
+    assert q["labelled_rows"] == 301
+    assert q["pr_auc"] == pytest.approx(average_precision_score(labels[:301], scores[:301]))
+    assert json.loads(quality_file(ws, "fraud").read_text())["versions"]["3"]["pr_auc"] == q["pr_auc"]
+    samples = {(s.name, s.labels.get("metric")): s.value for fam in QualityCollector(ws).collect() for s in fam.samples}
+    assert samples[("mlplatform_model_quality", "pr_auc")] == pytest.approx(q["pr_auc"])
+    assert samples[("mlplatform_model_quality_labelled_rows", None)] == 301
+
+
+def test_ambiguous_label_matches_are_dropped(tmp_path):
+    cfg = load_tenant(FRAUD_TENANT)
+    ws = Workspace(tmp_path)
+    _, _, events = log_traffic(ws, n=50)
+    dup = pd.concat([events, events.iloc[[5]]], ignore_index=True)
+    rec = run_quality_job(cfg, ws, as_of=T0 + timedelta(days=30), events=dup)
+    assert rec["labelled"] == 49

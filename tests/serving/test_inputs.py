@@ -1,0 +1,151 @@
+"""Request validation, tenant lookup and the metrics middleware, without a server (fast)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest
+from prometheus_client import CollectorRegistry
+
+from mlplatform.config import TenantConfigError, load_tenant
+from mlplatform.serving.inputs import RequestSchema
+from mlplatform.serving.metrics import RequestMetricsMiddleware, ServingMetrics
+from mlplatform.tenants import apply_env_overrides, resolve_tenant_path
+
+REPO = Path(__file__).resolve().parents[2]
+CFG = load_tenant(REPO / "examples" / "fraud" / "tenant.yaml")
+GOOD = {"customer_id": 3, "terminal_id": 9, "amount": 12.5, "tx_datetime": "2024-05-04T23:30:00"}
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return RequestSchema(CFG)
+
+
+def test_v1_row_is_converted(schema):
+    cols = schema.columns({"instances": [GOOD, {**GOOD, "amount": 7, "extra": "ignored"}]})
+    assert cols["amount"] == [12.5, 7.0] and cols["customer_id"] == [3, 3]
+    assert cols["tx_datetime"][0].tzinfo == timezone.utc  # naive means UTC
+    assert set(cols) == {"customer_id", "terminal_id", "amount", "tx_datetime"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"amount": True}, "expected a number"),
+    ({"amount": "12.5"}, "expected a number"),
+    ({"amount": float("nan")}, "finite"),
+    ({"amount": float("inf")}, "finite"),
+    ({"amount": 0.0}, "below the minimum"),
+    ({"amount": 5000.01}, "above the maximum"),
+    ({"customer_id": 1.5}, "expected an integer"),
+    ({"customer_id": -1}, "below the minimum"),
+    ({"tx_datetime": "yesterday"}, "ISO 8601"),
+    ({"tx_datetime": 1714857000}, "ISO 8601"),
+    ({"terminal_id": None}, "required"),
+])
+def test_v1_bad_values_name_row_and_field(schema, change, message):
+    with pytest.raises(InvalidInput, match=message) as err:
+        schema.columns({"instances": [GOOD, {**GOOD, **change}]})
+    assert "row 1" in str(err.value) and repr(next(iter(change))) in str(err.value)
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"instances": []}, "empty"),
+    ({"instances": {"a": 1}}, "expected a list"),
+    ({"rows": [GOOD]}, "instances"),
+    ({"instances": [GOOD] * 1001}, "limit"),
+    ({"instances": ["x"]}, "expected an object"),
+    (b'{"instances": [', "malformed JSON"),
+])
+def test_v1_bad_payloads(schema, payload, message):
+    with pytest.raises(InvalidInput, match=message):
+        schema.columns(payload, {"content-type": "application/json; charset=utf-8"})
+
+
+def test_raw_body_with_a_foreign_content_type_is_rejected(schema):
+    with pytest.raises(InvalidInput, match="content type"):
+        schema.columns(b"{}", {"content-type": "text/plain"})
+
+
+def _v2(**override):
+    inputs = {"customer_id": ("INT64", [3, 4]), "terminal_id": ("INT64", [9, 9]),
+              "amount": ("FP64", [1.5, 2.0]), "tx_datetime": ("BYTES", ["2024-05-04T23:30:00Z"] * 2)} | override
+    return InferRequest(model_name="fraud", infer_inputs=[
+        InferInput(name, [len(data)], dtype, data) for name, (dtype, data) in inputs.items()])
+
+
+def test_v2_inputs_become_the_same_columns(schema):
+    cols = schema.columns(_v2())
+    assert cols["customer_id"] == [3, 4] and cols["amount"] == [1.5, 2.0]
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"amount": ("BYTES", ["1.5", "2"])}, "datatype BYTES"),
+    ({"customer_id": ("FP64", [3.5, 4.0])}, "datatype FP64"),
+    ({"amount": ("FP64", [1.5])}, "other inputs have 2"),
+    ({"amount": ("FP64", [1.5, float("nan")])}, "finite"),
+])
+def test_v2_bad_inputs(schema, override, message):
+    with pytest.raises(InvalidInput, match=message):
+        schema.columns(_v2(**override))
+
+
+def test_resolve_tenant_path_search_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples" / "t1").mkdir(parents=True)
+    (tmp_path / "examples" / "t1" / "tenant.yaml").write_text("name: t1\n")
+    (tmp_path / "custom" / "t1").mkdir(parents=True)
+    (tmp_path / "custom" / "t1" / "tenant.yaml").write_text("name: t1\n")
+    assert resolve_tenant_path("t1", {}) == tmp_path / "examples" / "t1" / "tenant.yaml"
+    assert resolve_tenant_path("t1", {"MLPLATFORM_TENANTS_DIR": "custom"}) == tmp_path / "custom" / "t1" / "tenant.yaml"
+    assert resolve_tenant_path("examples/t1", {}) == tmp_path / "examples" / "t1" / "tenant.yaml"
+    with pytest.raises(TenantConfigError, match="looked for") as err:
+        resolve_tenant_path("nope", {})
+    assert "tenants/nope/tenant.yaml" in str(err.value) and "examples/nope/tenant.yaml" in str(err.value)
+
+
+def test_env_override_points_feast_at_redis():
+    assert apply_env_overrides(CFG, {}) is CFG
+    cfg = apply_env_overrides(CFG, {"MLPLATFORM_FEAST_ONLINE_STORE": "redis", "MLPLATFORM_REDIS_ADDRESS": "r:6379"})
+    assert cfg.features.online_store.type == "redis" and cfg.features.online_store.connection_string == "r:6379"
+    assert CFG.features.online_store.type == "sqlite"
+    with pytest.raises(TenantConfigError):
+        apply_env_overrides(CFG, {"MLPLATFORM_FEAST_ONLINE_STORE": "dynamo"})
+
+
+def _call(app, path):
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "path": path, "method": "POST"}, receive, send))
+    return sent
+
+
+def test_middleware_counts_statuses_and_unhandled_errors_of_inference_routes_only():
+    metrics = ServingMetrics(CollectorRegistry())
+    labels = {"tenant": "t", "model": "t", "version": "3", "role": "canary"}
+
+    async def app(scope, receive, send):
+        if scope["path"].endswith("boom/infer"):
+            raise RuntimeError("boom")
+        await send({"type": "http.response.start", "status": 400 if "predict" in scope["path"] else 200})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    mw = RequestMetricsMiddleware(app, "t", lambda: labels, metrics)
+    _call(mw, "/v1/models/t:predict")
+    _call(mw, "/v2/models/t/infer")
+    _call(mw, "/metrics")
+    boom = RequestMetricsMiddleware(app, "boom", lambda: labels, metrics)
+    with pytest.raises(RuntimeError):
+        _call(boom, "/v2/models/boom/infer")
+    assert metrics.requests.labels(**labels, status="400")._value.get() == 1
+    assert metrics.requests.labels(**labels, status="200")._value.get() == 1
+    assert metrics.requests.labels(**labels, status="500")._value.get() == 1
