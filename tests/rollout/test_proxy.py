@@ -171,3 +171,23 @@ def test_reload_drops_no_requests(proxy, ups):
     print(f"\n{len(results)} requests during 10 reloads: {dict(counts)}")
     assert len(results) > 100
     assert counts == Counter({200: len(results)}), counts
+
+
+def test_apply_returns_after_old_workers_drain(proxy, ups):
+    """A request in flight under the old routes finishes before apply() returns, so the caller
+    (the rollout backend) may stop the old upstream right after apply() without failing it."""
+    old, new = ups("old", "hang", hang_seconds=2.0), ups("new")
+    proxy.start(Routes(old.address))
+    result: list = []
+    caller = threading.Thread(target=lambda: result.append(post(httpx.Client(timeout=10), proxy)))
+    caller.start()
+    while not old.requests:
+        time.sleep(0.01)
+    before = proxy.workers()
+    proxy.apply(Routes(new.address))
+    assert result and (result[0].status_code, result[0].text) == (200, "old")
+    assert before and not set(before) & set(proxy.workers())  # the old worker is gone, a new one serves
+    old.close()
+    with httpx.Client() as c:
+        assert post(c, proxy).text == "new"
+    caller.join(timeout=5)

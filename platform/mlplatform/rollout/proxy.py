@@ -14,7 +14,9 @@ started.
 - `X-Request-ID: $request_id` goes to main and mirror requests (joins stable and shadow
   predictions), `X-Mlplatform-Role` tells callers which upstream answered;
 - reloads are graceful (`nginx -s reload`: old workers finish their requests); `/_proxy/generation`
-  returns the configuration generation so a reload can be awaited.
+  returns the configuration generation so a reload can be awaited, and `apply()` also waits until
+  the old workers have exited, so an upstream the new routes no longer name can be stopped at once
+  without failing a request an old worker was still proxying to it.
 """
 
 from __future__ import annotations
@@ -207,17 +209,45 @@ class NginxProxy:
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         self._await_generation(timeout)
 
-    def apply(self, routes: Routes, timeout: float = 10) -> None:
-        """Render the routes and reload gracefully; returns when the new configuration answers."""
+    def apply(self, routes: Routes, timeout: float = 10, drain_timeout: float = 35) -> None:
+        """Render the routes and reload gracefully; returns when the new configuration answers
+        and the previous workers have drained (at most `drain_timeout` seconds)."""
         if not self.running:
             self.start(routes, timeout)
             return
         self.generation = max(self.generation, self._current_generation())
         self._write(routes)
+        previous = self.workers()
         out = subprocess.run(self._cmd("-s", "reload"), capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"nginx reload failed: {out.stderr}")
         self._await_generation(timeout)
+        self._await_exit(previous, drain_timeout)
+
+    def workers(self) -> list[int]:
+        """Pids of the master's worker processes (all generations). Empty where /proc is not available."""
+        master = self.pid()
+        proc = Path("/proc")
+        if master is None or not proc.is_dir():
+            return []
+        found = []
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # exited meanwhile
+            if int(fields[1]) == master and fields[0] != "Z":
+                found.append(int(entry.name))
+        return found
+
+    def _await_exit(self, pids: list[int], timeout: float) -> None:
+        # the workers of the previous configuration end when their in-flight requests (bounded by
+        # proxy_read_timeout) finish; past the timeout we go on rather than block a rollout forever
+        deadline = time.monotonic() + timeout
+        while set(pids) & set(self.workers()) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _await_generation(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
