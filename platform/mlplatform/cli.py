@@ -262,12 +262,18 @@ def quality(
     home: HomeOpt = None,
     role: Annotated[str, typer.Option(help="which predictor's log")] = "stable",
 ) -> None:
-    """Join delayed labels with logged predictions; write rolling quality (exported by the webhook)."""
+    """Join delayed labels (ranking: clicks) with logged predictions; write rolling quality (the webhook exports it)."""
     from mlplatform.config import load_tenant
+    from mlplatform.monitoring.feedback import FeedbackError
     from mlplatform.monitoring.quality import run_quality_job
     from mlplatform.workspace import Workspace
 
-    record = run_quality_job(load_tenant(_tenant_path(tenant)), Workspace.from_env(home), role=role)
+    try:
+        record = run_quality_job(load_tenant(_tenant_path(tenant)), Workspace.from_env(home), role=role)
+    except FeedbackError as err:
+        from rich.markup import escape
+
+        _fail(f"bad feedback: {escape(str(err))}")
     console.print_json(json.dumps(record))
 
 

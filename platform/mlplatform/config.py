@@ -303,6 +303,17 @@ class RetrievalConfig(Strict):
         return self
 
 
+class RankingFeedback(Strict):
+    """Online quality of a served ranking tenant: user feedback (clicks) joined with the result lists
+    the predictor logged (mlplatform.monitoring.quality; the files: mlplatform.monitoring.feedback)."""
+
+    window: int = Field(default=2000, ge=1, description="newest result lists with feedback per model version")
+    simulator: str | None = Field(
+        default=None, pattern=DOTTED_RE,
+        description="embedded demos without users: fn(cfg, ws, role=, seed=) that writes simulated feedback "
+                    "for the logged result lists (the loop calls it)")
+
+
 class RankingConfig(Strict):
     group: str = Field(description="query id column: rows of one query are ranked against each other")
     item: str = Field(description="document / item id column")
@@ -317,6 +328,7 @@ class RankingConfig(Strict):
         default_factory=list, description="single features whose ordering is reported as a baseline (e.g. bm25)")
     clicks: ClickLabels | None = None
     retrieval: RetrievalConfig | None = None
+    feedback: RankingFeedback = RankingFeedback()
 
 
 # --- serving and monitoring -----------------------------------------------------------------------

@@ -7,6 +7,11 @@ row (index within the request), logged_at (UTC), role, model_version, the entity
 event timestamp when the request carries it (`data.timestamp`, e.g. fraud's tx_datetime), score,
 decision.
 
+Ranking tenants (`RankingLog`) log one row per returned item of each served result list:
+request_id, row (the query's index in a batched request), logged_at, role, model_version, query
+(the text as served), position (1 = top), item_id, score. User feedback on those lists (clicks)
+arrives later and is joined on (request_id, row, item_id) by mlplatform.monitoring.quality.
+
 Cheap on the request path: `record()` appends to an in-memory list under a lock; a daemon thread
 writes a segment every `flush_seconds` (and at exit). Segments are immutable once written (written
 to a temporary name, then renamed), so readers never see half a file. Shadow and stable servers
@@ -77,6 +82,9 @@ class PredictionLog:
         for i, (s, d) in enumerate(zip(scores.tolist(), decisions.tolist())):
             rows.append((rid, i, now, self.role, version, *(k[i] for k in keys),
                          *((times[i],) if times is not None else ()), s, d))
+        self._append(rows)
+
+    def _append(self, rows: list[tuple]) -> None:
         with self._lock:
             self._rows.extend(rows)
             full = len(self._rows) >= MAX_BUFFER
@@ -110,6 +118,27 @@ class PredictionLog:
         self.flush()
 
 
+class RankingLog(PredictionLog):
+    """The log of a ranking predictor: one row per returned item of each served result list."""
+
+    COLUMNS = ["request_id", "row", "logged_at", "role", "model_version", "query", "position", "item_id", "score"]
+
+    def __init__(self, ws: Workspace, tenant: str, role: str, flush_seconds: float = FLUSH_SECONDS):
+        super().__init__(ws, tenant, role, [], None, flush_seconds)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.COLUMNS)
+
+    def record(self, rid: str, version: str, lists: list[tuple[str, list, list]], *_) -> None:  # type: ignore[override]
+        """Append one request's result lists: (query, item ids best first, scores) per query."""
+        now = datetime.now(timezone.utc)
+        rows = [(rid, i, now, self.role, version, query, pos, item, score)
+                for i, (query, items, scores) in enumerate(lists)
+                for pos, (item, score) in enumerate(zip(items, scores), 1)]
+        self._append(rows)
+
+
 def read_predictions(ws: Workspace, tenant: str, role: str | None = None,
                      since: datetime | pd.Timestamp | None = None) -> pd.DataFrame:
     """Every logged prediction of a tenant (one role, or all), optionally logged at or after `since`."""
@@ -127,7 +156,10 @@ def read_predictions(ws: Workspace, tenant: str, role: str | None = None,
 
 
 def log_for(cfg, ws: Workspace, role: str) -> PredictionLog:
-    """The log a tenant's predictor writes: its join keys and, when requested, the event time."""
+    """The log a tenant's predictor writes: its join keys and, when requested, the event time;
+    for a ranking tenant, its result lists."""
+    if cfg.task == "ranking":
+        return RankingLog(ws, cfg.name, role)
     fields = {c.name for c in cfg.features.request.fields}
     time_col = cfg.data.timestamp if cfg.data.timestamp in fields else None
     return PredictionLog(ws, cfg.name, role, cfg.features.join_keys, time_col)

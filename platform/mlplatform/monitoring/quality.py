@@ -14,6 +14,26 @@ Quality is computed over the newest `window` labelled predictions per model vers
 The result is written to `<home>/tenants/<name>/quality/latest.json`; the monitor process (the
 webhook) exports it as `mlplatform_model_quality{tenant, model, version, metric}` on scrape, and
 alert MLPlatformModelQualityDecay compares it with the tenant's gate minimum.
+
+Ranking tenants (`task: ranking`): the label is user feedback on the served result lists. The
+predictor logs every list it returns (prediction_log.RankingLog); feedback files (clicks, see
+monitoring.feedback) are joined on (request_id, row, item_id); a feedback row whose position
+differs from the logged one, or that names no logged item, is counted and dropped. A list counts
+once any feedback row for it has arrived (the others of its items: not clicked). Over the newest
+`ranking.feedback.window` lists with feedback per model version:
+
+  ndcg_at_<k>   (k in ranking.k_values) from clicks, debiased by inverse propensity weighting. Per
+                (query, item), the IPW click-through rate sum(clicked / P(examine position)) /
+                impressions, with P(examine k) = (1/k)^eta (ranking.clicks.eta; mlplatform.ranking.
+                clicks), estimates P(click | examined): relevance, free of the position the item was
+                shown at. It is graded by ranking.clicks.grade_thresholds (the cut-offs training uses
+                for click labels). Each list's DCG@k of those grades (gain 2^grade - 1, as offline) is
+                divided by the ideal DCG@k of the grades of every item shown for the query; the mean
+                over lists, leaving out queries with no graded item (as offline NDCG leaves out queries
+                without a relevant document). Comparable with the offline NDCG@k the gate uses.
+  click_mrr     mean over lists of 1 / position of the first click (0: no click)
+  ctr_at_<k>    clicks at positions <= k / results shown at positions <= k (raw: position-biased)
+  labelled_rows lists with feedback; also impressions (shown results), clicks, queries (in NDCG)
 """
 
 from __future__ import annotations
@@ -75,13 +95,18 @@ def quality_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return out
 
 
-def run_quality_job(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", window: int = WINDOW,
+def run_quality_job(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", window: int | None = None,
                     as_of: datetime | None = None, events: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Join, compute per model version, write quality/latest.json; returns the record."""
+    """Join, compute per model version, write quality/latest.json; returns the record.
+    `window`: labelled predictions per version (binary: default WINDOW; ranking: result lists,
+    default ranking.feedback.window). `events`: the labelled data (binary; default: the snapshot).
+    Ranking: `predictions`/`labelled` count result lists (logged / with feedback)."""
     record: dict[str, Any] = {"tenant": cfg.name, "role": role,
                               "computed_at": datetime.now(timezone.utc).isoformat(), "versions": {}}
-    if cfg.task != "binary_classification":
-        record["skipped"] = f"task {cfg.task}: quality from delayed labels is implemented for binary tenants"
+    if cfg.task == "ranking":
+        record |= ranking_quality(cfg, ws, role=role, window=window, as_of=as_of)
+    elif cfg.task != "binary_classification":
+        record["skipped"] = f"task {cfg.task}: quality from delayed labels is not implemented"
     else:
         preds = read_predictions(ws, cfg.name, role)
         if len(preds):
@@ -92,7 +117,7 @@ def run_quality_job(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", w
             joined = join_labels(cfg, preds, events, as_of)
             record["predictions"], record["labelled"] = len(preds), len(joined)
             for version, g in joined.groupby("model_version"):
-                g = g.sort_values("event_time").tail(window)
+                g = g.sort_values("event_time").tail(window or WINDOW)
                 record["versions"][str(version)] = quality_metrics(g["label"].to_numpy(), g["score"].to_numpy())
     path = quality_file(ws, cfg.name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,10 +127,121 @@ def run_quality_job(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", w
     return record
 
 
+# --- ranking tenants: clicks on the logged result lists -------------------------------------------
+
+LIST = ["request_id", "row"]  # one served result list
+
+
+def _click_spec(cfg: TenantConfig) -> tuple[float, list[float]]:
+    """(eta, grade thresholds) of the tenant's click model (defaults of ranking.clicks)."""
+    from mlplatform.config import ClickLabels
+
+    spec = cfg.ranking.clicks if cfg.ranking and cfg.ranking.clicks else None
+    if spec is None:
+        return ClickLabels.model_fields["eta"].default, list(ClickLabels.model_fields["grade_thresholds"].default)
+    return spec.eta, list(spec.grade_thresholds)
+
+
+def join_feedback(predictions: pd.DataFrame, feedback: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The logged items of every list that has feedback, with `clicked` (0 for items without a
+    feedback row); and counts of feedback rows that were dropped."""
+    need = {"query", "position", "item_id"}
+    if not need <= set(predictions.columns):
+        raise ValueError(f"the prediction log has no result lists (columns {sorted(predictions.columns)}); "
+                         f"is this a ranking tenant's log?")
+    from mlplatform.monitoring.feedback import FeedbackError
+
+    fb = feedback.copy()
+    logged_numeric = pd.api.types.is_numeric_dtype(predictions["item_id"])
+    if len(fb) and logged_numeric != pd.api.types.is_numeric_dtype(fb["item_id"]):
+        kind = "integers" if logged_numeric else "strings"
+        raise FeedbackError(f"feedback item_id values are {fb['item_id'].dtype}, but the logged item ids are {kind}")
+    if logged_numeric:
+        fb["item_id"] = fb["item_id"].astype(predictions["item_id"].dtype)
+    # one verdict per shown item: reported twice -> a click is a click
+    fb = fb.groupby([*LIST, "item_id"], as_index=False, sort=False).agg(
+        clicked=("clicked", "max"), fb_position=("position", "first"))
+    items = predictions[[*LIST, "logged_at", "model_version", "query", "position", "item_id"]]
+    m = items.merge(fb, on=[*LIST, "item_id"], how="right", indicator=True)
+    unmatched = int((m["_merge"] == "right_only").sum())
+    m = m[m["_merge"] == "both"]
+    moved = m["fb_position"] != m["position"]
+    keep = m.loc[~moved, [*LIST, "item_id", "clicked"]]
+    lists = keep[LIST].drop_duplicates()
+    joined = items.merge(lists, on=LIST).merge(keep, on=[*LIST, "item_id"], how="left")
+    joined["clicked"] = joined["clicked"].fillna(0).astype(np.int64)
+    return joined, {"unmatched_feedback": unmatched, "position_mismatch": int(moved.sum())}
+
+
+def click_quality(impressions: pd.DataFrame, k_values: list[int], eta: float,
+                  grade_thresholds: list[float]) -> dict[str, float]:
+    """Click metrics of result lists: one row per shown item with request_id, row, query, position,
+    item_id, clicked (see the module docstring for the definitions)."""
+    from mlplatform.ranking.clicks import ipw_ctr
+    from mlplatform.ranking.metrics import dcg
+
+    df = impressions.sort_values([*LIST, "position"], kind="stable")
+    n_lists = int(len(df[LIST].drop_duplicates()))
+    out: dict[str, float] = {"labelled_rows": float(n_lists), "impressions": float(len(df)),
+                             "clicks": float(df["clicked"].sum())}
+    if not n_lists:
+        return out
+    est = ipw_ctr(df, ["query", "item_id"], eta=eta)
+    est["grade"] = np.searchsorted(np.asarray(grade_thresholds), est["ctr_ipw"].to_numpy(), side="right")
+    df = df.merge(est[["query", "item_id", "grade"]], on=["query", "item_id"], how="left")
+    ideal = {q: np.sort(g["grade"].to_numpy())[::-1] for q, g in est.groupby("query", sort=False)}
+    ndcg: dict[int, list[float]] = {k: [] for k in k_values}
+    rr = []
+    queries = set()
+    for (_, _), g in df.groupby(LIST, sort=False):
+        clicked = np.flatnonzero(g["clicked"].to_numpy())
+        rr.append(1.0 / g["position"].to_numpy()[clicked[0]] if len(clicked) else 0.0)
+        best = ideal[g["query"].iat[0]]
+        if best[0] <= 0:
+            continue
+        queries.add(g["query"].iat[0])
+        grades = g["grade"].to_numpy()
+        for k in k_values:
+            ndcg[k].append(dcg(grades, k) / dcg(best, k))
+    for k in k_values:
+        top = df[df["position"] <= k]
+        if len(top):
+            out[f"ctr_at_{k}"] = float(top["clicked"].mean())
+        if ndcg[k]:
+            out[f"ndcg_at_{k}"] = float(np.mean(ndcg[k]))
+    out["click_mrr"] = float(np.mean(rr))
+    out["queries"] = float(len(queries))
+    return out
+
+
+def ranking_quality(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", window: int | None = None,
+                    as_of: datetime | None = None) -> dict[str, Any]:
+    """{"predictions", "labelled", "versions", ...} of a ranking tenant (run_quality_job writes it)."""
+    from mlplatform.monitoring.feedback import read_feedback
+
+    window = window or cfg.ranking.feedback.window
+    eta, thresholds = _click_spec(cfg)
+    preds = read_predictions(ws, cfg.name, role)
+    out: dict[str, Any] = {"versions": {}, "predictions": 0, "labelled": 0}
+    if preds.empty:
+        return out
+    joined, dropped = join_feedback(preds, read_feedback(ws, cfg.name, as_of))
+    out["predictions"] = int(len(preds[LIST].drop_duplicates()))
+    out["labelled"] = int(len(joined[LIST].drop_duplicates()))
+    out |= dropped
+    for version, g in joined.groupby("model_version"):
+        newest = (g.groupby(LIST, as_index=False)["logged_at"].first()
+                  .sort_values("logged_at", kind="stable").tail(window)[LIST])
+        out["versions"][str(version)] = click_quality(g.merge(newest, on=LIST), cfg.ranking.k_values, eta, thresholds)
+    return out
+
+
 class QualityCollector:
     """`mlplatform_model_quality` from every tenant's quality/latest.json in a workspace (on scrape)."""
 
-    METRICS = ("pr_auc", "roc_auc", "positive_rate")
+    # counts (labelled_rows has its own gauge) are not quality; everything else numeric is exported:
+    # pr_auc, roc_auc, positive_rate (binary); ndcg_at_<k>, click_mrr, ctr_at_<k> (ranking)
+    COUNTS = {"labelled_rows", "impressions", "clicks", "queries"}
 
     def __init__(self, ws: Workspace):
         self.ws = ws
@@ -125,9 +261,9 @@ class QualityCollector:
                 continue
             tenant = rec.get("tenant", path.parents[1].name)
             for version, metrics in rec.get("versions", {}).items():
-                for m in self.METRICS:
-                    if m in metrics and metrics[m] == metrics[m]:  # not NaN
-                        q.add_metric([tenant, tenant, version, m], metrics[m])
+                for m, value in metrics.items():
+                    if m not in self.COUNTS and isinstance(value, (int, float)) and value == value:  # not NaN
+                        q.add_metric([tenant, tenant, version, m], float(value))
                 n.add_metric([tenant, tenant, version], metrics.get("labelled_rows", 0))
         yield q
         yield n
