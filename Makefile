@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/mlplatform
 TENANTS ?= fraud search
+LOOP_TENANT ?= fraud
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -26,8 +27,8 @@ $(VENV)/.installed: pyproject.toml
 demo: venv ## Run the embedded platform end to end (TENANTS="fraud search"; writes runs/latest/summary.json)
 	$(CLI) demo $(TENANTS)
 
-demo-loop: venv ## The feedback loop live (fraud): drift -> alert -> retraining -> shadow -> canary -> promote/rollback
-	$(CLI) loop fraud
+demo-loop: venv ## The loop live: LOOP_TENANT=fraud (drift -> alert -> retrain -> rollout) or search (clicks -> NDCG)
+	$(CLI) loop $(LOOP_TENANT)
 
 test: venv tools ## Run the whole test suite (unit, integration, slow end-to-end, cluster verification)
 	$(PY) -m pytest $(PYTEST_ARGS)
