@@ -67,3 +67,14 @@ def trained_fraud(tmp_path_factory, small_fraud_tenant) -> TrainedWorkspace:
     home = tmp_path_factory.mktemp("home")
     records = {name: fn(str(small_fraud_tenant), str(home), "session") for name, fn in steps.STEPS.items()}
     return TrainedWorkspace(small_fraud_tenant, home, "session", records)
+
+
+@pytest.fixture(scope="session")
+def trained_search(tmp_path_factory) -> TrainedWorkspace:
+    """The small search tenant through every step, once per session (here, not in tests/search, so
+    every folder that needs it shares the one build)."""
+    from tests.search.conftest import run_steps, write_small_search_tenant
+
+    tenant = write_small_search_tenant(tmp_path_factory.mktemp("tenant") / "search")
+    home = tmp_path_factory.mktemp("search-home")
+    return TrainedWorkspace(tenant, home, "session", run_steps(tenant, home, "session"))

@@ -19,7 +19,7 @@ from mlplatform.monitoring.quality import QualityCollector, click_quality, quali
 from mlplatform.workspace import Workspace
 
 from tests.conftest import REPO
-from tests.search.conftest import own_mlflow, trained_search  # noqa: F401 - the session fixture
+from tests.search.conftest import own_mlflow
 
 SEARCH_TENANT = REPO / "examples" / "search" / "tenant.yaml"
 T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)

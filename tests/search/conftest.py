@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, TrainedWorkspace
+from tests.conftest import REPO
 
 SEARCH_TENANT = REPO / "examples" / "search" / "tenant.yaml"
 SMALL_SEARCH = {"items": 600, "queries": 150, "days": 15, "seed": 3}
@@ -49,13 +49,6 @@ def run_steps(tenant: Path, home: Path, run_id: str) -> dict:
 
     with own_mlflow():
         return {name: fn(str(tenant), str(home), run_id) for name, fn in steps.STEPS.items()}
-
-
-@pytest.fixture(scope="session")
-def trained_search(tmp_path_factory) -> TrainedWorkspace:
-    tenant = write_small_search_tenant(tmp_path_factory.mktemp("tenant") / "search")
-    home = tmp_path_factory.mktemp("search-home")
-    return TrainedWorkspace(tenant, home, "session", run_steps(tenant, home, "session"))
 
 
 @dataclass
