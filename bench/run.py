@@ -3,7 +3,8 @@
     python -m bench.run [--quick] [--home H --tenant-file T] [--out bench/results.json] [--doc docs/benchmarks.md]
 
 Without --home, a fraud workspace is built first (quick: a small one; full: the tenant file's own
-size) in a temporary folder. Writes the results JSON, the Markdown report and its plots. Benchmarks
+size) in a temporary folder; the search and LETOR sections (bench/search_bench.py, bench/letor_bench.py)
+always build their own workspaces there, from scratch. Writes the results JSON, the Markdown report and its plots. Benchmarks
 are not tests: nothing here asserts a timing; targets are reported beside the measured figures.
 Load only ever targets 127.0.0.1, with bounded counts and durations.
 """
@@ -31,12 +32,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 FRAUD = REPO / "examples" / "fraud" / "tenant.yaml"
 QUICK = {"rates": [50], "rate_seconds": 3, "sat_seconds": 3, "repeats": 1, "inproc_n": 200, "lookup_n": 100,
-         "train_sizes": [2_000], "train_rounds": 20, "drift_rows": 100_000, "train_repeats": 1}
+         "train_sizes": [2_000], "train_rounds": 20, "drift_rows": 100_000, "train_repeats": 1,
+         "shadow_rate": 50, "shadow_seconds": 3, "shadow_rounds": 1}
 FULL = {"rates": [50, 100, 200], "rate_seconds": 20, "sat_seconds": 15, "repeats": 3, "inproc_n": 2000,
         "lookup_n": 1000, "train_sizes": [20_000, 100_000, 500_000], "train_rounds": 100,
-        "drift_rows": 1_000_000, "train_repeats": 3}
+        "drift_rows": 1_000_000, "train_repeats": 3,
+        "shadow_rate": 100, "shadow_seconds": 10, "shadow_rounds": 5}
 TARGETS = {"serving_p99_ms_at_200rps": 10.0, "lookup_p99_ms_1": 5.0, "lookup_p99_ms_200": 40.0,
-           "training_ratio": 1.5, "training_startup_s": 15.0, "drift_seconds": 5.0}
+           "training_ratio": 1.5, "training_startup_s": 15.0, "drift_seconds": 5.0,
+           "shadow_added_p99_ms": 2.0}
+TARGETS |= {"search_e2e_p99_ms": 50.0,  # bench/search_bench.py: HTTP, zero errors
+            "letor_ndcg_at_10_vs_lgbm_defaults": 1.0}  # bench/letor_bench.py: platform / LGBMRanker() >= 1
 
 
 def pct(values, q) -> float:
@@ -391,10 +397,105 @@ def bench_drift(p: dict, work: Path) -> dict:
     return res
 
 
-def bench_search() -> dict:
-    return {"status": "not yet available: the search predictor exists (serving/ranking_predictor.py) but the "
-                      "benchmark of its stages (retrieval, feature fetch, ranking for 1,000 candidates) needs a "
-                      "trained search workspace and is not integrated yet"}
+def bench_shadow(tenant: Path, home: Path, p: dict, work: Path) -> dict:
+    from bench import shadow_bench
+
+    return shadow_bench.run(tenant, home, p, work)
+
+
+def shadow_markdown(sh: dict) -> list[str]:
+    L = ["## Shadow (what a mirrored challenger adds to stable p99)", ""]
+    if sh.get("status") != "ok":
+        return L + [str(sh.get("status")), ""]
+    L += [f"Path: {sh['path']} (`bench/shadow_bench.py`); stable is the fraud KServe server behind the embedded "
+          f"nginx; {sh['rate']} req/s open loop, {sh['seconds_each']} s per run, {sh['rounds']} interleaved rounds "
+          f"(median of the runs' p99). Target: {sh['target']}. Passed: **{sh['passed']}**.", "",
+          "| shadow | p50 ms | p99 ms | added p99 ms | p99 ratio vs none | callers' statuses |", "|---|---|---|---|---|---|"]
+    for name, v in sh["shadows"].items():
+        L.append(f"| {name} | {v['p50_ms']} | {v['p99_ms']} | {v['added_p99_ms']} | {v['p99_ratio_vs_none']} | "
+                 f"{v['statuses']} |")
+    return L + [""]
+
+
+def bench_search(p: dict, work: Path, quick: bool) -> dict:
+    from bench import search_bench  # builds its own search workspace (clean, under work)
+
+    return _reported(lambda: search_bench.run(p, work, quick))
+
+
+def bench_letor(p: dict, work: Path, quick: bool) -> dict:
+    from bench import letor_bench
+
+    return _reported(lambda: letor_bench.run(p, work, quick))
+
+
+def _reported(fn) -> dict:
+    """A failing section says so in the report (with the traceback's tail) instead of losing the others."""
+    import traceback
+
+    try:
+        return fn()
+    except Exception as err:  # noqa: BLE001
+        return {"status": f"failed: {type(err).__name__}: {err}"[:500], "traceback": traceback.format_exc()[-3000:]}
+
+
+def search_markdown(sr: dict) -> list[str]:
+    if sr.get("status") != "ok":
+        return ["## Search (two-stage funnel: retrieve, rank, return the top n)", "", str(sr.get("status")), ""]
+    w, f, q, st, h, b = (sr["workspace"], sr["funnel"], sr["queries"], sr["in_process"]["stages"], sr["http"],
+                         sr["baseline_bm25_only"])
+    L = [f"## Search (retrieve {f['candidates']:,} candidates, rank {f['rerank']}, return {f['top_n']})", ""]
+    ip = sr["in_process"]
+    L += [f"`bench/search_bench.py`: the search tenant built from a clean workspace ({w['generator_args']}; "
+          f"pipeline steps {w['seconds']} s; ranker NDCG@10 {w['ndcg_at_10']} vs BM25 only "
+          f"{w['ndcg_at_10_baseline_bm25']}), the real `RankingPredictor` in process: catalog {f['catalog']:,} items "
+          f"-> {f['candidates']:,} candidates (BM25 + MiniLM/faiss, RRF) -> {f['rerank']} ranked by LightGBM -> "
+          f"top {f['top_n']}. {q['measured']} distinct generated queries, none cached (every request embeds its "
+          f"query), {q['passes']} pass(es), median of the passes' percentiles. Over HTTP: the KServe server, V1, "
+          f"{h['rate']} req/s open loop, {h['seconds_each']} s x {h['repeats']}, {h['distinct_queries_sent']} "
+          f"distinct queries ({h['requests_with_a_repeated_query']} requests repeat one). Target: {sr['target']}. "
+          f"Met: **{sr['target_met']}** (in process: {sr['target_met_in_process']}).", "",
+          "| stage | p50 ms | p99 ms |", "|---|---|---|"]
+    for name, label in sr["stage_names"].items():
+        L.append(f"| {label} | {st[name]['p50_ms']} | {st[name]['p99_ms']} |")
+    L += [f"| **end to end, in process** (parse, rank, response rows) | {st['stages_total']['p50_ms']} | "
+          f"{st['stages_total']['p99_ms']} |",
+          f"| `predict()` in process (as the server calls it, with the prediction log) | {ip['predict']['p50_ms']} | "
+          f"{ip['predict']['p99_ms']} |",
+          f"| `predict()`, query embedding cached (a repeated query) | {ip['predict_cached_embedding']['p50_ms']} | "
+          f"{ip['predict_cached_embedding']['p99_ms']} |",
+          f"| **end to end over HTTP** ({h['rate']} req/s; errors {h['errors']} / {h['sent']}) | {h['p50_ms']} | "
+          f"{h['p99_ms']} |",
+          f"| baseline: BM25 only, top {f['top_n']} (no embedding, dense, fusion or ranking), in process | "
+          f"{b['p50_ms']} | {b['p99_ms']} |", "",
+          f"Ratios: funnel / BM25-only p50 {sr['ratios']['funnel_vs_bm25_only_p50']}, p99 "
+          f"{sr['ratios']['funnel_vs_bm25_only_p99']}; HTTP / in-process `predict()` p50 "
+          f"{sr['ratios']['http_vs_in_process_predict_p50']}, p99 {sr['ratios']['http_vs_in_process_predict_p99']}; "
+          f"HTTP p99 / target {sr['ratios']['http_p99_vs_target']}.", ""]
+    return L
+
+
+def letor_markdown(lt: dict) -> list[str]:
+    L = ["## LETOR (a tenant from LETOR files vs. LightGBM lambdarank with default parameters)", ""]
+    if lt.get("status") != "ok":
+        return L + [str(lt.get("status")), ""]
+    d = lt["data"]
+    L += [f"`bench/letor_bench.py`: synthetic LETOR files ({d['generator']}, {d['features']} features, "
+          f"{d['docs_per_query'][0]}-{d['docs_per_query'][1]} documents per query, labels {d['labels']}, queries "
+          f"{d['queries']}). Platform: `mlplatform tenant new --from-letor` then the pipeline "
+          f"({lt['per_seed'][0]['platform']['path']}); baseline: `LGBMRanker()` fitted on the training file. Both "
+          f"scored by `mlplatform.ranking.metrics` on the test file. Target: {lt['target']}. "
+          f"Met: **{lt['target_met']}** (every seed: {lt['target_met_every_seed']}).", "",
+          "| seed | train docs | platform NDCG@10 | LGBMRanker() NDCG@10 | ratio | platform MRR / baseline MRR | "
+          "pipeline s / baseline fit s |", "|---|---|---|---|---|---|---|"]
+    for r in lt["per_seed"]:
+        pl, bl = r["platform"], r["baseline"]
+        L.append(f"| {r['seed']} | {r['train_documents']:,} | {pl['test_ndcg_at_10']:.4f} | {bl['test_ndcg_at_10']:.4f} | "
+                 f"{r['ratio']} | {pl['test_mrr']:.3f} / {bl['test_mrr']:.3f} | {pl['pipeline_seconds']} / "
+                 f"{bl['fit_seconds']} |")
+    L += [f"| **mean** | | **{lt['platform_test_ndcg_at_10']}** | **{lt['baseline_test_ndcg_at_10']}** | "
+          f"**{lt['ratio']}** | | |", ""]
+    return L
 
 
 def demo_stages() -> dict:
@@ -442,6 +543,25 @@ def plots(results: dict, img: Path) -> list[str]:
         fig.tight_layout()
         fig.savefig(img / "bench_training.png", dpi=100)
         made.append("bench_training.png")
+    sr = results.get("search", {})
+    if sr.get("status") == "ok":
+        st, f = sr["in_process"]["stages"], sr["funnel"]
+        rows = [("embed query", st["embed"]), (f"retrieve {f['candidates']:,}", st["retrieve"]),
+                (f"features {f['rerank']}", st["features"]), (f"LightGBM {f['rerank']}", st["score"]),
+                (f"top {f['top_n']} + response", st["respond"]), ("end to end, in process", st["stages_total"]),
+                (f"HTTP {sr['http']['rate']} req/s", sr["http"]), ("baseline: BM25 only", sr["baseline_bm25_only"])]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        y = np.arange(len(rows))
+        ax.barh(y - 0.2, [max(r["p50_ms"], 1e-3) for _, r in rows], 0.4, label="p50")
+        ax.barh(y + 0.2, [max(r["p99_ms"], 1e-3) for _, r in rows], 0.4, label="p99")
+        ax.axvline(sr["target_p99_ms"], color="red", ls="--", lw=1, label="p99 target")
+        ax.set(yticks=y, yticklabels=[name for name, _ in rows], xscale="log", xlabel="ms (log scale)",
+               title="search latency by stage")
+        ax.invert_yaxis()
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(img / "bench_search.png", dpi=100)
+        made.append("bench_search.png")
     plt.close("all")
     return made
 
@@ -501,7 +621,12 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
               f"{d.get('streaming_update_us_per_request_18_columns')} µs."]
     else:
         L += [f"{d.get('status')}"]
-    L += ["", "## Search", "", results["search"]["status"], "", "## The demo (`make demo`) by stage", ""]
+    L += [""] + shadow_markdown(results.get("shadow", {"status": "not run"}))
+    L += search_markdown(results.get("search", {"status": "not run"}))
+    if "bench_search.png" in images:
+        L += [f"![search latency by stage]({img_rel}/bench_search.png)", ""]
+    L += letor_markdown(results.get("letor", {"status": "not run"}))
+    L += ["## The demo (`make demo`) by stage", ""]
     dm = results["demo"]
     if dm.get("status") == "ok":
         L += [f"From `{dm['source']}` (started {dm['started']}; total {dm['total_s']} s, including installation "
@@ -511,8 +636,9 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
                 L.append(f"| {tenant} | {st} | {sec if sec is not None else '-'} |")
     else:
         L.append(dm.get("status", ""))
-    L += ["", "## Reproduce", "", "```bash", "make bench                        # full: ~15-25 min on 2 cores",
-          "make bench BENCH_ARGS=--quick     # < 3 min, what CI runs (tests/bench/test_bench_quick.py)",
+    L += ["", "## Reproduce", "", "```bash",
+          "make bench                        # full: ~15-25 min on 2 cores, plus the search and LETOR builds",
+          "make bench BENCH_ARGS=--quick     # a few minutes, what CI runs (tests/bench/test_bench_quick.py)",
           "python -m bench.run --home H --tenant-file T   # reuse a trained workspace", "```", "",
           "Raw figures: `bench/results.json`.", ""]
     return "\n".join(L)
@@ -526,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results.json"))
     ap.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--img-dir", default=None, help="default: <doc dir>/img")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip (serving,lookup,training,drift)")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip (serving,lookup,training,drift,shadow,search,letor)")
     args = ap.parse_args(argv)
     p = QUICK if args.quick else FULL
     skip = set(filter(None, args.skip.split(",")))
@@ -543,7 +669,10 @@ def main(argv: list[str] | None = None) -> int:
                    "command": "python -m bench.run" + (" --quick" if args.quick else ""), "machine": machine(),
                    "targets": TARGETS}
         sections = {"serving": lambda: bench_serving(tenant, home, p, work), "lookup": lambda: bench_lookup(tenant, home, p),
-                    "training": lambda: bench_training(tenant, p), "drift": lambda: bench_drift(p, work)}
+                    "training": lambda: bench_training(tenant, p), "drift": lambda: bench_drift(p, work),
+                    "shadow": lambda: bench_shadow(tenant, home, p, work)}
+        sections |= {"search": lambda: bench_search(p, work, args.quick),
+                     "letor": lambda: bench_letor(p, work, args.quick)}
         for name, fn in sections.items():
             if name in skip:
                 results[name] = {"status": "skipped"}
@@ -552,7 +681,6 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             results[name] = fn()
             results[name]["bench_seconds"] = round(time.monotonic() - t, 1)
-        results["search"] = bench_search()
         results["demo"] = demo_stages()
         results["seconds"] = round(time.monotonic() - started, 1)
         out = Path(args.out)

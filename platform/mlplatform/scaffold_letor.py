@@ -15,7 +15,11 @@ validation (and test) split, and registers the model behind the NDCG@10 gate.
 
 There are no feature views: LETOR features are query-document features that come with the
 documents, so the point-in-time join has nothing to add (and LETOR has no time: every row gets
-`ranking.letor.LETOR_TIME`). Model parameters are LightGBM's defaults for lambdarank.
+`ranking.letor.LETOR_TIME`). Model parameters are LightGBM's defaults for lambdarank, except for
+early stopping: it watches validation NDCG@10, the gate's metric (`eval_at: [10]`), with a patience
+of 100 rounds. Left to the trainer's `eval_at` ([1, 3, 5, 10]) it stopped on NDCG@1, the first of
+them, often after a few dozen trees, and the platform fell behind a plain `LGBMRanker()` (100 trees)
+on NDCG@10 (bench/letor_bench.py, `make bench`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mlplatform.config import NAME_RE, load_tenant
 from mlplatform.ranking.letor import read_letor_set
 
 K_VALUES = [1, 3, 5, 10]
+PRIMARY_K = 10  # metrics.primary is ndcg_at_10; early stopping watches the same metric
 
 
 def _tenant(name: str, files: dict[str, str], width: int, max_label: int, rows: int, splits: list[str]) -> dict[str, Any]:
@@ -61,15 +66,16 @@ def _tenant(name: str, files: dict[str, str], width: int, max_label: int, rows: 
         "model": {
             "trainer": "mlplatform.training.lightgbm_ranker:train",
             "features": feats,
-            "params": {},
+            "params": {"eval_at": [PRIMARY_K]},  # early stopping on validation NDCG@10 (see the module doc)
             "num_boost_round": 500,
-            "early_stopping_rounds": 50,
+            "early_stopping_rounds": 100,
             "imbalance": "none",
             "split": {"column": "split"},
             "ray": {"num_cpus": 2, "num_workers": 1},
         },
-        "metrics": {"primary": "ndcg_at_10",
-                    "gates": {"minimum": {"ndcg_at_10": 0.0}, "max_regression": {"ndcg_at_10": 0.01}}},
+        "metrics": {"primary": f"ndcg_at_{PRIMARY_K}",
+                    "gates": {"minimum": {f"ndcg_at_{PRIMARY_K}": 0.0},
+                               "max_regression": {f"ndcg_at_{PRIMARY_K}": 0.01}}},
     }
 
 
@@ -109,7 +115,8 @@ def scaffold_letor_tenant(name: str, train: Path, valid: Path | None = None, tes
         f"- {len(frame)} documents, queries per split: {queries}, {width} features (f1..f{width}), "
         f"labels 0..{max_label}\n"
         "- split: the files' own (without a validation file, every fifth training query validates)\n"
-        "- model: LightGBM lambdarank (default parameters) through Ray Train, early stopping on validation NDCG\n"
+        "- model: LightGBM lambdarank (default parameters) through Ray Train, early stopping on validation "
+        f"NDCG@{PRIMARY_K} (patience 100 rounds)\n"
         "- gate: `ndcg_at_10` may not fall more than 0.01 below the champion's\n\n"
         "Review the label range and the gate in tenant.yaml, then run `mlplatform run "
         f"{name}`.\n")

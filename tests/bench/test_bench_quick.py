@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import require
 
-SECTIONS = {"machine", "serving", "lookup", "training", "drift", "search", "demo"}
+SECTIONS = {"machine", "serving", "lookup", "training", "drift", "search", "letor", "demo"}
 
 
 @pytest.mark.slow
@@ -32,8 +32,27 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
     assert {"entities_1", "entities_200"} <= set(results["lookup"])
     assert results["training"]["sizes"]
     assert results["drift"]["status"] in {"ok"} or results["drift"]["status"].startswith("not yet available")
+    # search: a search workspace built from scratch, the predictor's stages in process, the server over HTTP
+    search = results["search"]
+    assert search["status"] == "ok", search
+    assert search["workspace"]["registered"] == ["champion"]
+    stages = search["in_process"]["stages"]
+    assert {"embed", "retrieve", "features", "score", "respond", "stages_total"} <= set(stages)
+    assert all(stages[s]["n"] > 0 and stages[s]["p99_ms"] >= stages[s]["p50_ms"] > 0 for s in stages)
+    assert search["http"]["sent"] > 0 and search["http"]["errors"] == 0
+    assert search["baseline_bm25_only"]["n"] > 0 and search["ratios"]["funnel_vs_bm25_only_p50"]
+    assert isinstance(search["target_met"], bool)
+    # letor: the platform's scaffolded tenant and the LGBMRanker() baseline, scored on the same test file
+    letor = results["letor"]
+    assert letor["status"] == "ok", letor
+    for run in letor["per_seed"]:
+        assert run["platform"]["registered"] == ["champion"]
+        assert 0 < run["platform"]["test_ndcg_at_10"] <= 1 and 0 < run["baseline"]["test_ndcg_at_10"] <= 1
+        assert run["platform"]["test_queries"] == run["baseline"]["test_queries"]
+    assert isinstance(letor["target_met"], bool) and letor["ratio"] > 0
     text = doc.read_text()
     for heading in ("## Machine", "## Serving", "## Feature lookup", "## Training", "## Drift", "## Search",
-                    "## Reproduce"):
+                    "## LETOR", "## Reproduce"):
         assert heading in text
     assert (doc.parent / "img" / "bench_serving.png").is_file()
+    assert (doc.parent / "img" / "bench_search.png").is_file()

@@ -8,6 +8,9 @@ load()     MLflow version by alias -> the trainer module (tag `trainer`) loads t
 predict()  query -> stage 1: retrieve `retrieval.candidates` (fused sparse + dense) -> stage 2:
            features of the best `retrieval.rerank` (query-item features from the retriever, item
            features from the matrix) -> ranker scores -> the top n with scores and the model version.
+           Each served list goes to the prediction log (monitoring.prediction_log.RankingLog: request
+           id, query, item ids, positions, scores), which clicks are joined with later
+           (monitoring.quality); the V1 response carries the `request_id` to report them with.
 
 Requests (JSON; V1 style):
     {"query": "black wireless earbuds", "n": 10}
@@ -42,6 +45,9 @@ MAX_QUERIES = 16
 MAX_QUERY_CHARS = 256
 REFRESH_SECONDS = 300.0
 QUERY_CACHE = 10_000
+# the stages of rank(), in order (its `timings` argument): embed the query, retrieve and fuse the
+# candidates, assemble the features of the re-ranked ones, score them, take the top n
+STAGES = ("embed", "retrieve", "features", "score", "top_n")
 
 
 def parse_query(row: Any, where: str, default_n: int, max_n: int) -> tuple[str, int]:
@@ -79,6 +85,7 @@ class RankingPredictor(Model):
         self.model_version: str | None = None
         self._lock = threading.Lock()
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.log = None  # the result lists served (monitoring.prediction_log.RankingLog), opened by load()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -109,6 +116,9 @@ class RankingPredictor(Model):
         self.model_version = str(mv.version)
         self._labels = {"tenant": name, "model": name, "version": self.model_version, "role": self.role}
         self.metrics.duration.labels(**self._labels)
+        from mlplatform.monitoring.prediction_log import log_for
+
+        self.log = log_for(self.cfg, self.ws, self.role)
         self._schedule_refresh()
         self.ready = True
         return self.ready
@@ -200,23 +210,45 @@ class RankingPredictor(Model):
             self._qcache.popitem(last=False)
         return vec
 
-    def rank(self, query: str, n: int, qvec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Positions (catalog rows) and scores of the top n for one query, best first."""
+    def rank(self, query: str, n: int, qvec: np.ndarray | None = None,
+             timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (catalog rows) and scores of the top n for one query, best first.
+
+        `timings`, when a dict, receives the seconds of each stage of this call (STAGES: the query
+        embedding, retrieval and fusion of the candidates, features of the re-ranked ones, the
+        ranker's scores, the top n); the benchmark (bench/search_bench.py) reads them."""
+        clock = time.perf_counter
+        t0 = clock()
         retrieval = self.cfg.ranking.retrieval
         qvec = self.query_vector(query) if qvec is None else qvec
+        t1 = clock()
         fused, scores = self.retriever.search(query, retrieval.candidates, qvec)
         cand = fused[: retrieval.rerank]
+        t2 = t3 = t4 = clock()
         if len(cand) == 0:
-            return cand, np.zeros(0)
+            positions, top_scores = cand, np.zeros(0)
+        else:
+            x = self.feature_matrix(query, cand, qvec, scores)
+            t3 = clock()
+            s = np.asarray(self._predict_fn(self.model, x), dtype=np.float64)
+            t4 = clock()
+            top = np.argsort(-s, kind="stable")[:n]
+            positions, top_scores = cand[top], s[top]
+        if timings is not None:
+            t5 = clock()
+            timings.update(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)))
+        return positions, top_scores
+
+    def feature_matrix(self, query: str, cand: np.ndarray, qvec: np.ndarray | None,
+                       scores: Any) -> np.ndarray:
+        """The ranker's inputs for the candidates (rows) in the model's feature order: query-item
+        features from the retriever, item features from the in-memory matrix."""
         pair = self.retriever.pair_features(query, cand, qvec, scores)
         with self._lock:
             items = self.item_matrix[cand]
         cols = {name: items[:, i] for i, name in enumerate(self.item_names)}
         cols.update(pair)
-        x = np.column_stack([cols[f] for f in self.features])
-        s = np.asarray(self._predict_fn(self.model, x), dtype=np.float64)
-        top = np.argsort(-s, kind="stable")[:n]
-        return cand[top], s[top]
+        return np.column_stack([cols[f] for f in self.features])
 
     def results(self, positions: np.ndarray, scores: np.ndarray) -> list[dict]:
         out = []
@@ -231,14 +263,27 @@ class RankingPredictor(Model):
     def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers=None):
         queries = self.parse(payload, headers)
         ranked = [self.rank(q, n) for q, n in queries]
+        response_id = (payload.id if isinstance(payload, InferRequest) else None) or str(uuid.uuid4())
+        rid = self._log_lists(queries, ranked, headers, response_id)
         if isinstance(payload, InferRequest):
             pos, sc = ranked[0]
             ids = [int(self.item_ids[p]) for p in pos.tolist()]
             return InferResponse(
-                response_id=payload.id or str(uuid.uuid4()), model_name=self.name, model_version=self.model_version,
+                response_id=response_id, model_name=self.name, model_version=self.model_version,
                 infer_outputs=[InferOutput("item_id", [len(ids)], "INT64", data=ids),
                                InferOutput("score", [len(ids)], "FP64", data=sc.tolist())],
             )
-        return {"model_version": self.model_version,
+        return {"model_version": self.model_version, "request_id": rid,
                 "predictions": [{"query": q, "results": self.results(*r), "model_version": self.model_version}
                                 for (q, _), r in zip(queries, ranked)]}
+
+    def _log_lists(self, queries: list[tuple[str, int]], ranked: list[tuple[np.ndarray, np.ndarray]],
+                   headers: dict[str, str] | None, fallback_id: str) -> str:
+        """Log the served lists; returns the request id they are logged under."""
+        from mlplatform.monitoring.prediction_log import request_id
+
+        rid = request_id(headers, fallback_id)
+        if self.log is not None:
+            self.log.record(rid, self.model_version, [(q, self.item_ids[pos].tolist(), sc.tolist())
+                                                      for (q, _), (pos, sc) in zip(queries, ranked)])
+        return rid

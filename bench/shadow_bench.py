@@ -1,0 +1,103 @@
+"""Shadow cost: what a mirrored challenger adds to the stable p99 that callers see.
+
+The real fraud KServe server is the stable upstream behind the embedded nginx (rollout/proxy.py);
+the shadow path is what EmbeddedNginxBackend runs in the shadow phase: nginx `mirror` -> the mirror
+relay (rollout/mirror_relay.py) -> the shadow. Shadows: none (the baseline), a healthy second
+model server, one answering 500, one that never answers, one that is down (connection refused).
+Rounds are interleaved (every shadow once per round, in turn) so slow drift of the machine's load
+hits all of them alike; the figure is the median over rounds of each run's p99, and the added
+p99 against the no-shadow runs of the same rounds. Callers' statuses are counted: a shadow must
+never change them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+
+from bench.run import free_port, median, start, stop
+
+SHADOWS = ("none", "healthy", "error", "hang", "down")
+
+
+def run(tenant: Path, home: Path, p: dict, work: Path) -> dict:
+    from bench.loadgen import fixed_rate
+    from mlplatform.config import load_tenant
+    from mlplatform.rollout.proxy import NginxProxy, Routes, nginx_binary
+    from mlplatform.serving.smoke import newest_rows, v1_body, v1_path
+    from mlplatform.workspace import Workspace
+
+    try:
+        nginx_binary()
+    except FileNotFoundError as err:
+        return {"status": f"skipped: {err}"}
+    cfg, ws = load_tenant(tenant), Workspace(home)
+    rows, _ = newest_rows(cfg, ws, 200)
+    bodies = [orjson.dumps(v1_body([r])) for r in rows]
+    procs = []
+    proxy = NginxProxy(Workspace(work / "shadow-proxy"), cfg.name, free_port())
+    try:
+        def server(role: str) -> str:
+            port = free_port()
+            procs.append(start([sys.executable, "-m", "mlplatform.serving.server", str(tenant), "--port", str(port),
+                                "--role", role], home, f"http://127.0.0.1:{port}/v2/health/ready",
+                               work / f"shadow-{role}.log"))
+            return f"127.0.0.1:{port}"
+
+        def upstream(mode: str) -> str:
+            port = free_port()
+            procs.append(start([sys.executable, "-m", "bench.fault_upstream", "--mode", mode, "--port", str(port),
+                                "--hang-seconds", "30"], home, f"http://127.0.0.1:{port}/health",
+                               work / f"shadow-{mode}.log"))
+            return f"127.0.0.1:{port}"
+
+        def relay(target: str) -> str:
+            port = free_port()
+            procs.append(start([sys.executable, "-m", "mlplatform.rollout.mirror_relay", "--port", str(port),
+                                "--target", target], home, f"http://127.0.0.1:{port}/probe",  # answers 202
+                               work / f"relay-{len(procs)}.log"))
+            return f"127.0.0.1:{port}"
+
+        stable = server("stable")
+        targets = {"healthy": server("shadow"), "error": upstream("error"), "hang": upstream("hang"),
+                   "down": f"127.0.0.1:{free_port()}"}  # nothing listens there
+        relays = {name: relay(addr) for name, addr in targets.items()}
+        url = f"{proxy.url}{v1_path(cfg)}"
+        proxy.start(Routes(stable))
+        fixed_rate(url, bodies, rate=50, seconds=2)  # warm-up
+        runs: dict[str, list[dict]] = {s: [] for s in SHADOWS}
+        for _ in range(p["shadow_rounds"]):
+            for shadow in SHADOWS:
+                proxy.apply(Routes(stable, shadow=relays.get(shadow)))
+                fixed_rate(url, bodies, rate=p["shadow_rate"], seconds=1)  # settle: new workers, cold shadow
+                runs[shadow].append(fixed_rate(url, bodies, rate=p["shadow_rate"], seconds=p["shadow_seconds"]).summary())
+    finally:
+        proxy.stop()
+        for proc in procs:
+            stop(proc)
+    base_p99 = median([r["p99_ms"] for r in runs["none"]])
+    out: dict = {"status": "ok", "rate": p["shadow_rate"], "seconds_each": p["shadow_seconds"],
+                 "rounds": p["shadow_rounds"], "path": "nginx mirror -> mirror relay -> shadow", "shadows": {}}
+    for shadow, reps in runs.items():
+        p99 = median([r["p99_ms"] for r in reps])
+        out["shadows"][shadow] = {
+            "p50_ms": median([r["p50_ms"] for r in reps]), "p99_ms": p99,
+            "p99_runs_ms": [r["p99_ms"] for r in reps],
+            "added_p99_ms": round(p99 - base_p99, 3), "p99_ratio_vs_none": round(p99 / base_p99, 2) if base_p99 else None,
+            "sent": sum(r["sent"] for r in reps), "errors": sum(r["errors"] for r in reps),
+            "statuses": _sum_statuses(reps)}
+    faulty = [out["shadows"][s] for s in ("error", "hang", "down")]
+    out["target"] = "a shadow that errors, hangs or is down adds at most 2 ms to stable p99; callers only see 200"
+    out["passed"] = all(s["added_p99_ms"] <= 2.0 for s in faulty) and all(
+        set(s["statuses"]) == {"200"} for s in out["shadows"].values())
+    return out
+
+
+def _sum_statuses(reps: list[dict]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for r in reps:
+        for code, n in r["statuses"].items():
+            total[code] = total.get(code, 0) + n
+    return total
