@@ -15,11 +15,11 @@ validation (and test) split, and registers the model behind the NDCG@10 gate.
 
 There are no feature views: LETOR features are query-document features that come with the
 documents, so the point-in-time join has nothing to add (and LETOR has no time: every row gets
-`ranking.letor.LETOR_TIME`). Model parameters are LightGBM's defaults for lambdarank, except for
-early stopping: it watches validation NDCG@10, the gate's metric (`eval_at: [10]`), with a patience
-of 100 rounds. Left to the trainer's `eval_at` ([1, 3, 5, 10]) it stopped on NDCG@1, the first of
-them, often after a few dozen trees, and the platform fell behind a plain `LGBMRanker()` (100 trees)
-on NDCG@10 (bench/letor_bench.py, `make bench`).
+`ranking.letor.LETOR_TIME`). Model parameters are LightGBM's defaults for lambdarank; early
+stopping watches validation NDCG@10, the gate's metric (the trainer takes it from metrics.primary),
+with a patience of 100 rounds. When it watched NDCG@1 (LightGBM sorts `eval_at` and stops on the
+first) it often stopped after a few dozen trees, and the platform fell behind a plain
+`LGBMRanker()` (100 trees) on NDCG@10 (bench/letor_bench.py, `make bench`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from mlplatform.config import NAME_RE, load_tenant
 from mlplatform.ranking.letor import read_letor_set
 
 K_VALUES = [1, 3, 5, 10]
-PRIMARY_K = 10  # metrics.primary is ndcg_at_10; early stopping watches the same metric
+PRIMARY_K = 10  # metrics.primary is ndcg_at_10; the trainer's early stopping watches the same metric
 
 
 def _tenant(name: str, files: dict[str, str], width: int, max_label: int, rows: int, splits: list[str]) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def _tenant(name: str, files: dict[str, str], width: int, max_label: int, rows: 
         "model": {
             "trainer": "mlplatform.training.lightgbm_ranker:train",
             "features": feats,
-            "params": {"eval_at": [PRIMARY_K]},  # early stopping on validation NDCG@10 (see the module doc)
+            "params": {},
             "num_boost_round": 500,
             "early_stopping_rounds": 100,
             "imbalance": "none",

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import require
 
-SECTIONS = {"machine", "serving", "lookup", "training", "drift", "search", "letor", "demo"}
+SECTIONS = {"machine", "serving", "lookup", "training", "drift", "shadow", "search", "letor", "demo"}
 
 
 @pytest.mark.slow
@@ -50,8 +50,15 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
         assert 0 < run["platform"]["test_ndcg_at_10"] <= 1 and 0 < run["baseline"]["test_ndcg_at_10"] <= 1
         assert run["platform"]["test_queries"] == run["baseline"]["test_queries"]
     assert isinstance(letor["target_met"], bool) and letor["ratio"] > 0
+    # shadow: every shadow kind measured behind the real nginx, and callers only ever saw 200
+    shadow = results["shadow"]
+    if shadow["status"].startswith("skipped"):
+        require(False, shadow["status"])
+    assert shadow["status"] == "ok", shadow
+    assert set(shadow["shadows"]) == {"none", "healthy", "error", "hang", "down"}
+    assert all(v["sent"] > 0 and v["statuses"] == {"200": v["sent"]} for v in shadow["shadows"].values())
     text = doc.read_text()
-    for heading in ("## Machine", "## Serving", "## Feature lookup", "## Training", "## Drift", "## Search",
+    for heading in ("## Machine", "## Shadow", "## Serving", "## Feature lookup", "## Training", "## Drift", "## Search",
                     "## LETOR", "## Reproduce"):
         assert heading in text
     assert (doc.parent / "img" / "bench_serving.png").is_file()

@@ -124,3 +124,15 @@ def test_classification_tenant_may_not_have_a_ranking_section(search_raw):
     fraud["ranking"] = search_raw["ranking"]
     with pytest.raises(TenantConfigError, match="only for task 'ranking'"):
         parse_tenant(fraud)
+
+
+def test_early_stopping_watches_the_gate_metric(search_raw):
+    """LightGBM sorts eval_at and stops on the first: only the gate's k is evaluated in training."""
+    from mlplatform.training.lightgbm_ranker import base_params
+
+    search_raw["metrics"]["primary"] = "ndcg_at_10"
+    search_raw["ranking"]["k_values"] = [1, 5, 10]
+    assert base_params(parse_tenant(search_raw))["eval_at"] == [10]
+    search_raw["metrics"]["primary"] = "mrr"
+    search_raw["metrics"]["gates"] = {"minimum": {"mrr": 0.1}}
+    assert base_params(parse_tenant(search_raw))["eval_at"] == [10]  # no NDCG primary: the largest k

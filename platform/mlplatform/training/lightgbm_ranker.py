@@ -14,6 +14,7 @@ between shards (it becomes two smaller groups); the search tenant trains on one 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,12 +42,21 @@ class Trained:
     tune_trials: list[dict] = field(default_factory=list)
 
 
+def stopping_k(cfg: TenantConfig) -> int:
+    """The k of the gate's NDCG (metrics.primary `ndcg_at_K`), else the largest reported k."""
+    m = re.fullmatch(r"ndcg_at_(\d+)", cfg.metrics.primary)
+    return int(m.group(1)) if m else max(cfg.ranking.k_values)
+
+
 def base_params(cfg: TenantConfig) -> dict[str, Any]:
     r = cfg.ranking
     params = {
         "objective": "lambdarank",
         "metric": "ndcg",
-        "eval_at": sorted(set(r.k_values)),
+        # one k: LightGBM sorts eval_at and early stopping (first_metric_only) would watch the
+        # smallest, e.g. NDCG@1, and stop long before NDCG@10 (the gate) stops improving; the
+        # reported NDCG@k for every k comes from ranking/metrics.py on the predictions
+        "eval_at": [stopping_k(cfg)],
         "label_gain": [float(2**i - 1) for i in range(r.max_label + 1)],
         "num_threads": cfg.model.ray.num_cpus,
         "seed": 0,
@@ -85,7 +95,8 @@ def _train_loop(config: dict) -> None:
         if ray.train.get_context().get_world_rank() == 0:
             booster.save_model(os.path.join(tmp, MODEL_FILE))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report({"best_iteration": int(booster.best_iteration or booster.current_iteration())},
+        best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+        ray.train.report({"best_iteration": int(best)},
                          checkpoint=checkpoint)
 
 
@@ -125,7 +136,9 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
     result = trainer.fit()
     with result.checkpoint.as_directory() as path:
         booster = lightgbm.Booster(model_file=os.path.join(path, MODEL_FILE))
-    best = booster.best_iteration or booster.current_iteration()
+    # the checkpoint holds the best rounds only (save_model keeps best_iteration's model), and a
+    # reloaded booster says best_iteration -1: the worker's report has the number
+    best = int(result.metrics.get("best_iteration") or booster.current_iteration())
     if 0 < best < booster.current_iteration():
         booster = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))  # keep the best rounds only
     gain = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist()))
