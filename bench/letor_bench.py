@@ -21,7 +21,6 @@ fitted on the training file only (defaults: 100 trees, no early stopping), score
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mlplatform.registry.mlflow_registry import isolated_tracking_env
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "letor-bench"
@@ -109,16 +110,7 @@ def write_files(folder: Path, seed: int, sizes: dict) -> dict[str, Path]:
 # --- the two rankers ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def own_mlflow():
-    """Steps run in this process: keep another workspace's MLFLOW_TRACKING_URI out, and this one's in."""
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        yield
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
+own_mlflow = isolated_tracking_env  # steps in this process: no inherited or leaked MLFLOW_TRACKING_URI
 
 
 def baseline(files: dict[str, Path]) -> dict:

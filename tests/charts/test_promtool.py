@@ -7,7 +7,6 @@ import copy
 import re
 
 import pytest
-import yaml
 
 from mlplatform.config import load_tenant
 from mlplatform.verify import promtool

@@ -3,8 +3,6 @@ bm25s, MiniLM, faiss, Ray, LightGBM, MLflow), and a real ModelServer process ser
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlplatform.registry.mlflow_registry import isolated_tracking_env
 from tests.conftest import REPO
 
 SEARCH_TENANT = REPO / "examples" / "search" / "tenant.yaml"
@@ -30,18 +29,7 @@ def write_small_search_tenant(folder: Path, **generator_args) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def own_mlflow():
-    """MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI, which Workspace.mlflow_uri prefers to
-    the workspace's own database: without this, a workspace made earlier in the session (another
-    test's) would receive this one's runs and models."""
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        yield
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
+own_mlflow = isolated_tracking_env  # steps in this process: no inherited or leaked MLFLOW_TRACKING_URI
 
 
 def run_steps(tenant: Path, home: Path, run_id: str) -> dict:

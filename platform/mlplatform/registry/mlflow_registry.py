@@ -5,8 +5,10 @@ or overwritten; a rejected candidate stays registered with the reason as a tag.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +38,19 @@ def connect(ws: Workspace) -> MlflowClient:
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
     return MlflowClient(tracking_uri=ws.mlflow_uri)
+
+
+@contextlib.contextmanager
+def isolated_tracking_env() -> Iterator[None]:
+    """Run pipeline steps in this process without an inherited MLFLOW_TRACKING_URI (it would win
+    over the workspace's own database) and without leaking the one they set."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def experiment_id(cfg: TenantConfig, ws: Workspace) -> str:
