@@ -282,3 +282,47 @@ def test_candidate_regressing_beyond_tolerance_is_rejected(registry_copy):
     assert "champion" in mv.tags["rejected_reason"]
     assert len(_versions(client)) == n + 1
     assert str(client.get_model_version_by_alias("fraud", "champion").version) == "1"
+
+
+def _candidate_run(client, metrics: dict[str, float], tags: dict[str, str] | None = None) -> str:
+    run = client.create_run(client.get_experiment_by_name("fraud").experiment_id, run_name="candidate", tags=tags or {})
+    for k, v in metrics.items():
+        client.log_metric(run.info.run_id, k, v)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def test_gate_compares_with_the_champion_scored_on_the_same_rows(registry_copy):
+    """A newer validation window can be harder for every model: what counts is the champion on the
+    candidate's rows (logged as champion_* by training), not the champion's own recorded figure."""
+    tf, ws, client = registry_copy
+    cfg = load_tenant(tf.tenant_file)
+    recorded = dict(client.get_run(tf.records["train"]["run_id"]).data.metrics)
+    harder = {"pr_auc": recorded["pr_auc"] - 0.05, "roc_auc": recorded["roc_auc"] - 0.01}
+    champ_here = {"champion_pr_auc": harder["pr_auc"] - 0.01, "champion_roc_auc": harder["roc_auc"]}
+    run_id = _candidate_run(client, harder | champ_here, {"champion_evaluated": "1"})
+    reg = mlflow_registry.register(cfg, ws, run_id, tf.records["train"]["model_uri"], _lineage(tf))
+    assert reg.passed and reg.aliases == ["challenger"], reg.decision
+    mv = client.get_model_version("fraud", reg.version)
+    assert mv.tags["compared_with"] == "v1" and mv.tags["compared_on"] == "same validation rows"
+    assert f"{champ_here['champion_pr_auc']:.4f}" in mv.tags["gate"]
+
+    # scored against another version than the current champion: the recorded figures are used
+    run_id = _candidate_run(client, harder | champ_here, {"champion_evaluated": "7"})
+    reg = mlflow_registry.register(cfg, ws, run_id, tf.records["train"]["model_uri"], _lineage(tf))
+    assert not reg.passed and "pr_auc" in reg.decision
+    assert client.get_model_version("fraud", reg.version).tags["compared_on"] == "champion's own validation rows"
+
+
+def test_champion_is_scored_on_given_rows_or_skipped_with_a_reason(session, caplog):
+    from mlplatform.registry.champion_eval import evaluate_champion
+
+    tf, ws, _ = session
+    cfg = load_tenant(tf.tenant_file)
+    model = load_model(tf.records["train"]["model_uri"])
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.random((50, len(model.feature_names))), columns=model.feature_names)
+    version, out = evaluate_champion(cfg, ws, frame, lambda m, predict, feats: {"n": float(len(predict(m, frame[feats])))})
+    assert version == "1" and out == {"n": 50.0}
+    assert evaluate_champion(cfg, ws, frame.drop(columns=[model.feature_names[0]]), lambda *a: {"n": 1.0}) is None
+    assert model.feature_names[0] in caplog.text

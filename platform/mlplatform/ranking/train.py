@@ -23,6 +23,7 @@ from mlplatform.features.store import training_frame
 from mlplatform.plugins import resolve
 from mlplatform.ranking.clicks import click_labels
 from mlplatform.ranking.metrics import ranking_metrics, recall_at_k
+from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import code_version, connect, experiment_id
 from mlplatform.training.dataset import labelled_as_of, time_split
 from mlplatform.workspace import Workspace
@@ -82,10 +83,11 @@ def evaluate_recall(retriever, events: pd.DataFrame, cfg: TenantConfig) -> dict[
     return {name: recall_at_k([f[name] for f in found], [relevant[q] for q in qids], ks) for name in names}
 
 
-def evaluate(cfg: TenantConfig, model, predict, df: pd.DataFrame, prefix: str = "") -> dict[str, float]:
+def evaluate(cfg: TenantConfig, model, predict, df: pd.DataFrame, prefix: str = "",
+             features: list[str] | None = None) -> dict[str, float]:
     r = cfg.ranking
     y, g = df[cfg.data.label].to_numpy(), df[r.group].to_numpy()
-    out = ranking_metrics(y, predict(model, df[cfg.model.features]), g, r.k_values, r.relevant_min, prefix)
+    out = ranking_metrics(y, predict(model, df[features or cfg.model.features]), g, r.k_values, r.relevant_min, prefix)
     for feature in r.baselines:
         base = ranking_metrics(y, df[feature].to_numpy(np.float64), g, r.k_values, r.relevant_min)
         out |= {f"{prefix}{name}_baseline_{feature}": v for name, v in base.items() if name != "queries"}
@@ -117,6 +119,8 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
     trainer = trainer_module(cfg)
     trained = resolve(cfg.model.trainer)(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
     metrics = evaluate(cfg, trained.model, trainer.predict, valid_df)
+    champion = champion_eval.evaluate_champion(
+        cfg, ws, valid_df, lambda model, predict, feats: evaluate(cfg, model, predict, valid_df, features=feats))
     metrics["rows"] = float(len(valid_df))
     metrics["click_labelled_train_rows"] = float((train_df[SOURCE] == "clicks").sum())
     if test_df is not None:
@@ -134,6 +138,8 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
     connect(ws)
     tags = {"tenant": cfg.name, "task": cfg.task, "pipeline_run_id": pipeline_run_id,
             **{k: str(v) for k, v in lineage.items()}}
+    if champion:
+        tags[champion_eval.TAG] = champion[0]
     with mlflow.start_run(experiment_id=experiment_id(cfg, ws), run_name=f"{cfg.name}-{pipeline_run_id}",
                           tags=tags) as run:
         mlflow.log_params({f"param.{k}": v for k, v in trained.params.items() if not isinstance(v, list)})
@@ -141,7 +147,7 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
                            trained.best_iteration, "as_of": as_of.isoformat(), "trainer": cfg.model.trainer,
                            "features": ",".join(cfg.model.features),
                            "train_queries": train_df[r.group].nunique(), "valid_queries": valid_df[r.group].nunique()})
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics(metrics | (champion_eval.as_run_metrics(champion[1]) if champion else {}))
         if retrieval:
             mlflow.log_dict(retrieval, "retrieval.json")
         if trained.importance:
@@ -158,6 +164,7 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
         "run_id": run_id,
         "model_uri": model_info.model_uri,
         "metrics": metrics,
+        "champion_on_same_rows": {"version": champion[0], "metrics": champion[1]} if champion else None,
         "retrieval": retrieval,
         "rows": len(train_df) + len(valid_df),
         "train_rows": len(train_df),

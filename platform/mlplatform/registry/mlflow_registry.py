@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 import mlplatform
 from mlplatform.config import TenantConfig
+from mlplatform.registry import champion_eval
 from mlplatform.registry.gate import Decision, evaluate_gate
 from mlplatform.workspace import Workspace
 
@@ -108,7 +109,8 @@ def register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, line
     """Register the run's model as a new version, tag its lineage, and apply the promotion gate.
 
     The first version ever becomes `champion`. Later ones become `challenger` when they pass the
-    gate (absolute minimums, and no regression beyond tolerance against the champion).
+    gate (absolute minimums, and no regression beyond tolerance against the champion, scored on the
+    same validation rows when the training run did so: champion_eval.py).
     """
     client = connect(ws)
     name = cfg.name
@@ -118,13 +120,20 @@ def register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, line
         client.create_registered_model(name, tags={"tenant": name}, description=cfg.description)
     mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in lineage.items()})
     version = str(mv.version)
-    metrics = dict(client.get_run(run_id).data.metrics)
+    run = client.get_run(run_id)
+    metrics = {k: v for k, v in run.data.metrics.items() if not k.startswith(champion_eval.PREFIX)}
     champ = champion_version(client, name)
-    champ_metrics = version_metrics(client, name, champ.version) if champ else None
+    champ_metrics, basis = None, None
+    if champ is not None:  # prefer the champion scored on this run's validation rows (champion_eval.py)
+        champ_metrics = champion_eval.from_run(run.data.metrics, run.data.tags, champ.version)
+        basis = "same validation rows"
+        if champ_metrics is None:
+            champ_metrics, basis = version_metrics(client, name, champ.version), "champion's own validation rows"
     decision: Decision = evaluate_gate(metrics, champ_metrics, cfg.metrics.gates)
     client.set_model_version_tag(name, version, "gate", decision.summary())
     if champ_metrics:
         client.set_model_version_tag(name, version, "compared_with", f"v{champ.version}")
+        client.set_model_version_tag(name, version, "compared_on", basis)
     if decision.passed:
         alias = CHAMPION if champ is None else CHALLENGER
         client.set_registered_model_alias(name, alias, version)

@@ -22,6 +22,7 @@ from mlplatform.data.ingest import load_raw
 from mlplatform.features.store import training_frame
 from mlplatform.monitoring.drift import DRIFT_REFERENCE_ARTIFACT, drift_reference
 from mlplatform.plugins import resolve
+from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import code_version, connect, experiment_id
 from mlplatform.training.dataset import labelled_as_of, time_split
 from mlplatform.training.metrics import classification_metrics, pr_curve_figure
@@ -67,16 +68,20 @@ def train_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineag
     scores = trainer.predict(trained.model, valid_df)
     y_valid = valid_df[cfg.data.label].to_numpy()
     metrics = classification_metrics(y_valid, scores, cfg.metrics)
+    champion = champion_eval.evaluate_champion(
+        cfg, ws, valid_df, lambda model, predict, _: classification_metrics(y_valid, predict(model, valid_df), cfg.metrics))
 
     connect(ws)
     tags = {"tenant": cfg.name, "pipeline_run_id": pipeline_run_id, **{k: str(v) for k, v in lineage.items()}}
+    if champion:
+        tags[champion_eval.TAG] = champion[0]
     with mlflow.start_run(experiment_id=experiment_id(cfg, ws), run_name=f"{cfg.name}-{pipeline_run_id}",
                           tags=tags) as run:
         mlflow.log_params({f"param.{k}": v for k, v in trained.params.items() if not isinstance(v, list)})
         mlflow.log_params({"train_rows": len(train_df), "valid_rows": len(valid_df), "best_iteration":
                            trained.best_iteration, "as_of": as_of.isoformat(), "trainer": cfg.model.trainer,
                            "features": ",".join(cfg.model.features)})
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics(metrics | (champion_eval.as_run_metrics(champion[1]) if champion else {}))
         mlflow.log_figure(pr_curve_figure(y_valid, scores, f"{cfg.name}: validation PR curve"), "plots/pr_curve.png")
         if trained.importance:
             mlflow.log_figure(importance_figure(trained.importance), "plots/feature_importance.png")
@@ -97,6 +102,7 @@ def train_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineag
         "run_id": run_id,
         "model_uri": model_info.model_uri,
         "metrics": metrics,
+        "champion_on_same_rows": {"version": champion[0], "metrics": champion[1]} if champion else None,
         "rows": len(train_df) + len(valid_df),
         "train_rows": len(train_df),
         "valid_rows": len(valid_df),
