@@ -62,6 +62,14 @@ def test_scaffold_from_letor_then_train_evaluate_register(letor_files, tmp_path)
     assert m["test_ndcg_at_10"] > rand["ndcg_at_10"] + 0.15, (m, rand)
     assert records["register"]["passed"] and records["register"]["aliases"] == ["champion"]
 
+    # retrained on the same files: the champion is scored on the candidate's validation rows too,
+    # and (deterministic training) scores what the candidate scores there
+    again = run_steps(tenant, home, "r2")
+    champ = again["train"]["champion_on_same_rows"]
+    assert champ["version"] == "1"
+    assert champ["metrics"]["ndcg_at_10"] == pytest.approx(again["train"]["metrics"]["ndcg_at_10"])
+    assert again["register"]["passed"] and again["register"]["aliases"] == ["challenger"]
+
 
 def test_letor_cli_errors(letor_files, tmp_path):
     runner = CliRunner()
