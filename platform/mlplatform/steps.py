@@ -100,6 +100,7 @@ def train(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
 def register(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
     from mlplatform.registry.mlflow_registry import register as do_register
 
+    started = time.monotonic()
     cfg, ws = _open(tenant_file, home)
     snapshot = ws.read_step(cfg.name, run_id, "ingest")
     trained = ws.read_step(cfg.name, run_id, "train")
@@ -114,6 +115,7 @@ def register(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
     if "threshold" in trained["metrics"]:  # classification: the decision threshold the predictor reads
         lineage["threshold"] = trained["metrics"]["threshold"]
     record = do_register(cfg, ws, trained["run_id"], trained["model_uri"], lineage).to_dict()
+    record["seconds"] = round(time.monotonic() - started, 2)
     ws.write_step(cfg.name, run_id, "register", record)
     return record
 

@@ -32,6 +32,10 @@ def test_demo_writes_a_complete_summary(tmp_path):
     assert 0.5 < fraud["model"]["metrics"]["roc_auc"] <= 1 and fraud["model"]["metrics"]["pr_auc"] > 0
     assert fraud["serving"]["smoke"]["requests"] > 0 and fraud["serving"]["smoke"]["errors"] == 0
     assert summary["seconds"] > 0
+    # every stage timed: wall (as shown, KFP start-up included) and inside the step
+    steps = ["ingest", "validate", "features", "train", "register"]
+    assert list(fraud["stages_wall"]) == steps + ["serve_and_smoke"]
+    assert all(fraud["stages_wall"][s] >= fraud["stages"][s] > 0 for s in steps)
     assert "fraud" in proc.stdout and "summary" in proc.stdout
     # a second run keeps the first one and registers a new version
     proc = subprocess.run([sys.executable, "-m", "mlplatform.cli", "demo", "fraud", "--runs", str(tmp_path / "runs"),
