@@ -37,7 +37,7 @@ QUICK = {"rates": [50], "rate_seconds": 3, "sat_seconds": 3, "repeats": 1, "inpr
 FULL = {"rates": [50, 100, 200], "rate_seconds": 20, "sat_seconds": 15, "repeats": 3, "inproc_n": 2000,
         "lookup_n": 1000, "train_sizes": [20_000, 100_000, 500_000], "train_rounds": 100,
         "drift_rows": 1_000_000, "train_repeats": 3,
-        "shadow_rate": 100, "shadow_seconds": 10, "shadow_rounds": 5}
+        "shadow_rate": 50, "shadow_seconds": 10, "shadow_rounds": 5}
 TARGETS = {"serving_p99_ms_at_200rps": 10.0, "lookup_p99_ms_1": 5.0, "lookup_p99_ms_200": 40.0,
            "training_ratio": 1.5, "training_startup_s": 15.0, "drift_seconds": 5.0,
            "shadow_added_p99_ms": 2.0}
@@ -409,7 +409,9 @@ def shadow_markdown(sh: dict) -> list[str]:
         return L + [str(sh.get("status")), ""]
     L += [f"Path: {sh['path']} (`bench/shadow_bench.py`); stable is the fraud KServe server behind the embedded "
           f"nginx; {sh['rate']} req/s open loop, {sh['seconds_each']} s per run, {sh['rounds']} interleaved rounds "
-          f"(median of the runs' p99). Target: {sh['target']}. Passed: **{sh['passed']}**.", "",
+          f"(median of the runs' p99). Target: {sh['target']}. Passed: **{sh['passed']}**"
+          f"{' (' + sh['verdict'] + ')' if sh.get('verdict') else ''}; spread of the no-shadow p99 over rounds: "
+          f"{sh.get('baseline_p99_spread')}x.", "",
           "| shadow | p50 ms | p99 ms | added p99 ms | p99 ratio vs none | callers' statuses |", "|---|---|---|---|---|---|"]
     for name, v in sh["shadows"].items():
         L.append(f"| {name} | {v['p50_ms']} | {v['p99_ms']} | {v['added_p99_ms']} | {v['p99_ratio_vs_none']} | "

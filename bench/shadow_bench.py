@@ -4,6 +4,8 @@ The real fraud KServe server is the stable upstream behind the embedded nginx (r
 the shadow path is what EmbeddedNginxBackend runs in the shadow phase: nginx `mirror` -> the mirror
 relay (rollout/mirror_relay.py) -> the shadow. Shadows: none (the baseline), a healthy second
 model server, one answering 500, one that never answers, one that is down (connection refused).
+The rate is 50 req/s: a healthy shadow doubles the model work on the same two cores, and at 100
+req/s that saturated this 2-core box (p50 5 s), which measures the box, not the shadow path.
 Rounds are interleaved (every shadow once per round, in turn) so slow drift of the machine's load
 hits all of them alike; the figure is the median over rounds of each run's p99, and the added
 p99 against the no-shadow runs of the same rounds. Callers' statuses are counted: a shadow must
@@ -90,8 +92,18 @@ def run(tenant: Path, home: Path, p: dict, work: Path) -> dict:
             "statuses": _sum_statuses(reps)}
     faulty = [out["shadows"][s] for s in ("error", "hang", "down")]
     out["target"] = "a shadow that errors, hangs or is down adds at most 2 ms to stable p99; callers only see 200"
-    out["passed"] = all(s["added_p99_ms"] <= 2.0 for s in faulty) and all(
-        set(s["statuses"]) == {"200"} for s in out["shadows"].values())
+    # the no-shadow runs are the yardstick: when their p99 varies several-fold between rounds, the
+    # machine was busy and a 2 ms difference cannot be told from noise; say so instead of passing
+    base_runs = runs["none"] and [r["p99_ms"] for r in runs["none"]]
+    out["baseline_p99_spread"] = round(max(base_runs) / min(base_runs), 2) if base_runs and min(base_runs) else None
+    callers_ok = all(set(s["statuses"]) == {"200"} for s in out["shadows"].values())
+    if not callers_ok:
+        out["passed"] = False
+    elif out["baseline_p99_spread"] is None or out["baseline_p99_spread"] > 2.0:
+        out["passed"] = None
+        out["verdict"] = "inconclusive: the no-shadow p99 varied more than 2x between rounds (a busy machine)"
+    else:
+        out["passed"] = all(s["added_p99_ms"] <= 2.0 for s in faulty)
     return out
 
 

@@ -21,6 +21,10 @@ from typing import Any
 class Workspace:
     home: Path
 
+    def __post_init__(self) -> None:
+        # absolute: Feast and kfp.local change directories, and a relative home would move with them
+        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+
     @classmethod
     def from_env(cls, home: str | Path | None = None) -> "Workspace":
         home = home or os.environ.get("MLPLATFORM_HOME") or ".mlplatform"

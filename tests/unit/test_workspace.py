@@ -22,3 +22,11 @@ def test_an_explicit_tracking_uri_still_wins(tmp_path, monkeypatch):
     connect(Workspace(tmp_path / "a"))
     assert os.environ["MLFLOW_TRACKING_URI"] == explicit
     assert Workspace(tmp_path / "b").mlflow_uri == explicit
+
+
+def test_a_relative_home_is_made_absolute(tmp_path, monkeypatch):
+    """Feast and kfp.local change directories: a relative home must not move with them."""
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace("rel/home")
+    monkeypatch.chdir("/")
+    assert ws.home == tmp_path / "rel" / "home" and ws.tenant("t").is_absolute()
