@@ -416,7 +416,7 @@ def shadow_markdown(sh: dict) -> list[str]:
     for name, v in sh["shadows"].items():
         L.append(f"| {name} | {v['p50_ms']} | {v['p99_ms']} | {v['added_p99_ms']} | {v['p99_ratio_vs_none']} | "
                  f"{v['statuses']} |")
-    return L + [""]
+    return L + ([""] + [sh["note"]] if sh.get("note") else []) + [""]
 
 
 def bench_search(p: dict, work: Path, quick: bool) -> dict:

@@ -90,20 +90,8 @@ def run(tenant: Path, home: Path, p: dict, work: Path) -> dict:
             "added_p99_ms": round(p99 - base_p99, 3), "p99_ratio_vs_none": round(p99 / base_p99, 2) if base_p99 else None,
             "sent": sum(r["sent"] for r in reps), "errors": sum(r["errors"] for r in reps),
             "statuses": _sum_statuses(reps)}
-    faulty = [out["shadows"][s] for s in ("error", "hang", "down")]
     out["target"] = "a shadow that errors, hangs or is down adds at most 2 ms to stable p99; callers only see 200"
-    # the no-shadow runs are the yardstick: when their p99 varies several-fold between rounds, the
-    # machine was busy and a 2 ms difference cannot be told from noise; say so instead of passing
-    base_runs = runs["none"] and [r["p99_ms"] for r in runs["none"]]
-    out["baseline_p99_spread"] = round(max(base_runs) / min(base_runs), 2) if base_runs and min(base_runs) else None
-    callers_ok = all(set(s["statuses"]) == {"200"} for s in out["shadows"].values())
-    if not callers_ok:
-        out["passed"] = False
-    elif out["baseline_p99_spread"] is None or out["baseline_p99_spread"] > 2.0:
-        out["passed"] = None
-        out["verdict"] = "inconclusive: the no-shadow p99 varied more than 2x between rounds (a busy machine)"
-    else:
-        out["passed"] = all(s["added_p99_ms"] <= 2.0 for s in faulty)
+    judge(out)
     return out
 
 
@@ -113,3 +101,27 @@ def _sum_statuses(reps: list[dict]) -> dict[str, int]:
         for code, n in r["statuses"].items():
             total[code] = total.get(code, 0) + n
     return total
+
+
+def judge(out: dict) -> None:
+    """passed: True / False, or None with a verdict when the machine was too noisy to tell 2 ms.
+
+    The no-shadow runs are the yardstick. A single slow round (a stall of the box) is absorbed by
+    the median; when the *middle* runs (all but the fastest and slowest, with 5 or more rounds)
+    still differ by more than 2x, the machine was busy throughout and a 2 ms difference cannot be
+    told from noise, so the run is inconclusive rather than passed."""
+    shadows = out["shadows"]
+    callers_ok = all(set(v["statuses"]) == {"200"} for v in shadows.values())
+    base = sorted(shadows["none"]["p99_runs_ms"])
+    middle = base[1:-1] if len(base) >= 5 else base
+    out["baseline_p99_spread"] = round(middle[-1] / middle[0], 2) if middle and middle[0] else None
+    out.pop("verdict", None)
+    if not callers_ok:
+        out["passed"] = False
+        out["verdict"] = "a caller saw something other than 200"
+    elif out["baseline_p99_spread"] is None or out["baseline_p99_spread"] > 2.0:
+        out["passed"] = None
+        out["verdict"] = "inconclusive: the no-shadow p99 varied more than 2x between rounds (a busy machine)"
+    else:
+        out["passed"] = all(shadows[s]["added_p99_ms"] <= 2.0 for s in ("error", "hang", "down"))
+
