@@ -319,7 +319,9 @@ def test_champion_is_scored_on_given_rows_or_skipped_with_a_reason(session, capl
 
     tf, ws, _ = session
     cfg = load_tenant(tf.tenant_file)
-    model = load_model(tf.records["train"]["model_uri"])
+    from mlplatform.serving.predictor import load_by_alias
+
+    _, _, model = load_by_alias(cfg, ws, "champion")  # the workspace's own store, whatever ran before
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.random((50, len(model.feature_names))), columns=model.feature_names)
     version, out = evaluate_champion(cfg, ws, frame, lambda m, predict, feats: {"n": float(len(predict(m, frame[feats])))})
