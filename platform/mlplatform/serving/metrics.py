@@ -83,17 +83,27 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = "500"
+        status, recorded = "500", False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                labels = self.labels()
+                self.metrics.requests.labels(**labels, status=status).inc()
+                self.metrics.duration.labels(**labels).observe(time.perf_counter() - started)
 
         async def send_status(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = str(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # recorded before the last byte leaves: a caller that has its answer and then reads
+                # /metrics sees its request counted (recording after the app returned raced with it)
+                record()
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
-            labels = self.labels()
-            self.metrics.requests.labels(**labels, status=status).inc()
-            self.metrics.duration.labels(**labels).observe(time.perf_counter() - started)
+            record()  # no response sent (an exception): counted as 500
