@@ -20,8 +20,6 @@ fitted on the training file only (defaults: 100 trees, no early stopping), score
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
@@ -31,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlplatform.registry.mlflow_registry import isolated_tracking_env
+from bench.run import section_main
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "letor-bench"
@@ -110,9 +108,6 @@ def write_files(folder: Path, seed: int, sizes: dict) -> dict[str, Path]:
 # --- the two rankers ------------------------------------------------------------------------------
 
 
-own_mlflow = isolated_tracking_env  # steps in this process: no inherited or leaked MLFLOW_TRACKING_URI
-
-
 def baseline(files: dict[str, Path]) -> dict:
     """LGBMRanker() with default parameters on the training file; NDCG on the test file."""
     import lightgbm
@@ -152,9 +147,7 @@ def platform(tenant: Path, home: Path, run_id: str, cli: bool, work: Path) -> di
     else:
         from mlplatform import steps
 
-        with own_mlflow():
-            for step in steps.STEPS.values():
-                step(str(tenant), str(home), run_id)
+        steps.run_all(tenant, home, run_id)
     seconds = time.monotonic() - t
     train = ws.read_step(cfg.name, run_id, "train")
     register = ws.read_step(cfg.name, run_id, "register")
@@ -206,20 +199,7 @@ def run(p: dict, work: Path, quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tempfile
-
-    ap = argparse.ArgumentParser(prog="bench.letor_bench")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json", help="write the result here")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    with tempfile.TemporaryDirectory(prefix="letor-bench-") as tmp:
-        res = run({}, Path(tmp), args.quick)
-    text = json.dumps(res, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
-    return 0
+    return section_main("bench.letor_bench", run, argv)
 
 
 if __name__ == "__main__":

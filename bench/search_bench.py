@@ -32,10 +32,6 @@ Target (the issue): end-to-end p99 < 50 ms on 2 cores (judged on the HTTP figure
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -43,9 +39,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bench.run import TARGETS, pct, ratio, section_main
+from mlplatform.registry.mlflow_registry import isolated_tracking_env
+
 REPO = Path(__file__).resolve().parents[1]
 TENANT = REPO / "examples" / "search" / "tenant.yaml"
-TARGET_P99_MS = 50.0
+TARGET_P99_MS = TARGETS["search_e2e_p99_ms"]
 PARAMS = {
     # quick: small enough for CI (the catalog is under 1,000 items: every item is a candidate)
     True: {"data": {"items": 800, "queries": 100, "days": 10, "seed": 5}, "rounds": 40, "validation_days": 3,
@@ -60,10 +59,6 @@ STAGE_NAMES = {"embed": "embed the query (MiniLM, 1 thread)",
                "respond": "top n + response rows"}
 
 
-def pct(values, q) -> float:
-    return round(float(np.percentile(np.asarray(values), q)), 3)
-
-
 def summary(ms: list[float]) -> dict:
     return {"n": len(ms), "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "mean_ms": round(float(np.mean(ms)), 3)}
 
@@ -72,23 +67,6 @@ def median_of(runs: list[dict]) -> dict:
     """The median of each figure over repeated runs (n: the sum)."""
     out = {k: round(float(np.median([r[k] for r in runs])), 3) for k in runs[0] if k != "n"}
     return out | {"n": sum(r["n"] for r in runs), "runs": len(runs)}
-
-
-def ratio(a, b) -> float | None:
-    return round(a / b, 2) if a and b else None
-
-
-@contextlib.contextmanager
-def own_mlflow():
-    """MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI, which Workspace.mlflow_uri prefers: keep
-    another workspace's (the fraud bench's) out of this one, and this one's out of the next."""
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        yield
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 # --- the workspace --------------------------------------------------------------------------------
@@ -111,13 +89,9 @@ def build(work: Path, quick: bool) -> tuple[Path, Path, dict]:
     home = work / "search-home"
     if home.exists():
         raise FileExistsError(f"{home}: the search bench builds in a clean workspace")
-    records, seconds = {}, {}
-    with own_mlflow():
-        for name, fn in steps.STEPS.items():
-            print(f"bench: search workspace step {name}", flush=True)
-            t = time.monotonic()
-            records[name] = fn(str(tenant), str(home), "bench")
-            seconds[name] = round(time.monotonic() - t, 1)
+    records = steps.run_all(tenant, home, "bench",
+                            on_step=lambda name: print(f"bench: search workspace step {name}", flush=True))
+    seconds = {name: round(rec["seconds"], 1) for name, rec in records.items()}
     m = records["train"]["metrics"]
     info = {"generator_args": raw["data"]["generator_args"], "step_seconds": seconds,
             "ndcg_at_10": round(m["ndcg_at_10"], 4),
@@ -270,7 +244,7 @@ def run(p: dict, work: Path, quick: bool) -> dict:
     n = r.top_n
     queries = distinct_queries(cfg, ws)
 
-    with own_mlflow():
+    with isolated_tracking_env():
         pred = RankingPredictor(cfg, ws)
         pred.load()
     limit_native_threads()
@@ -316,24 +290,7 @@ def run(p: dict, work: Path, quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import shutil
-    import tempfile
-
-    ap = argparse.ArgumentParser(prog="bench.search_bench")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json", help="write the result here")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    work = Path(tempfile.mkdtemp(prefix="search-bench-"))
-    try:
-        res = run({}, work, args.quick)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(res, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
-    return 0
+    return section_main("bench.search_bench", run, argv)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def trained_fraud(tmp_path_factory, small_fraud_tenant) -> TrainedWorkspace:
     from mlplatform import steps
 
     home = tmp_path_factory.mktemp("home")
-    records = {name: fn(str(small_fraud_tenant), str(home), "session") for name, fn in steps.STEPS.items()}
+    records = steps.run_all(small_fraud_tenant, home, "session")
     return TrainedWorkspace(small_fraud_tenant, home, "session", records)
 
 
@@ -73,8 +73,9 @@ def trained_fraud(tmp_path_factory, small_fraud_tenant) -> TrainedWorkspace:
 def trained_search(tmp_path_factory) -> TrainedWorkspace:
     """The small search tenant through every step, once per session (here, not in tests/search, so
     every folder that needs it shares the one build)."""
-    from tests.search.conftest import run_steps, write_small_search_tenant
+    from mlplatform import steps
+    from tests.search.conftest import write_small_search_tenant
 
     tenant = write_small_search_tenant(tmp_path_factory.mktemp("tenant") / "search")
     home = tmp_path_factory.mktemp("search-home")
-    return TrainedWorkspace(tenant, home, "session", run_steps(tenant, home, "session"))
+    return TrainedWorkspace(tenant, home, "session", steps.run_all(tenant, home, "session"))

@@ -8,6 +8,8 @@ next step and the demo read; a failing step raises, so nothing downstream runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -121,3 +123,19 @@ def register(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
 
 
 STEPS = {"ingest": ingest, "validate": validate, "features": features, "train": train, "register": register}
+
+
+def run_all(tenant_file: str | Path, home: str | Path, run_id: str,
+            on_step: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+    """Every step in order in this process (tests, benchmarks; the pipeline runs them as KFP tasks),
+    returning each step's record. MLFLOW_TRACKING_URI is neither inherited nor leaked, so the
+    workspace's own store is used (registry.mlflow_registry.isolated_tracking_env)."""
+    from mlplatform.registry.mlflow_registry import isolated_tracking_env
+
+    records: dict[str, dict[str, Any]] = {}
+    with isolated_tracking_env():
+        for name, fn in STEPS.items():
+            if on_step is not None:
+                on_step(name)
+            records[name] = fn(str(tenant_file), str(home), run_id)
+    return records

@@ -16,10 +16,10 @@ from mlplatform.config import load_tenant
 from mlplatform.monitoring.feedback import FeedbackError, feedback_dir, read_feedback, validate_feedback, write_feedback
 from mlplatform.monitoring.prediction_log import RankingLog, read_predictions
 from mlplatform.monitoring.quality import QualityCollector, click_quality, quality_file, run_quality_job
+from mlplatform.registry.mlflow_registry import isolated_tracking_env
 from mlplatform.workspace import Workspace
 
 from tests.conftest import REPO
-from tests.search.conftest import own_mlflow
 
 SEARCH_TENANT = REPO / "examples" / "search" / "tenant.yaml"
 T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
@@ -261,7 +261,7 @@ def test_served_lists_clicked_and_scored(trained_search, tmp_path):  # noqa: F81
     ws.raw_dir(cfg.name).parent.mkdir(parents=True)
     ws.raw_dir(cfg.name).symlink_to(trained.raw_dir(cfg.name))
 
-    with own_mlflow():
+    with isolated_tracking_env():
         predictor = RankingPredictor(cfg, trained)
         predictor.load()
     predictor.log.close()

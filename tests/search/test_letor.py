@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from mlplatform import steps
 from mlplatform.cli import app
 from mlplatform.config import load_tenant
 from mlplatform.ranking.letor import write_letor
-from tests.search.conftest import run_steps
 
 pytestmark = pytest.mark.slow
 FEATURES = [f"f{i}" for i in range(1, 7)]
@@ -49,7 +49,7 @@ def test_scaffold_from_letor_then_train_evaluate_register(letor_files, tmp_path)
     assert cfg.data.column("label").max == 3 and (tenant.parent / "data" / "train.txt").is_file()
 
     home = tmp_path / "home"
-    records = run_steps(tenant, home, "r1")
+    records = steps.run_all(tenant, home, "r1")
     assert records["ingest"]["rows"] == 100 * 12 and records["validate"]["success"]
     m = records["train"]["metrics"]
     assert m["queries"] == 20 and m["test_queries"] == 20
@@ -64,7 +64,7 @@ def test_scaffold_from_letor_then_train_evaluate_register(letor_files, tmp_path)
 
     # retrained on the same files: the champion is scored on the candidate's validation rows too,
     # and (deterministic training) scores what the candidate scores there
-    again = run_steps(tenant, home, "r2")
+    again = steps.run_all(tenant, home, "r2")
     champ = again["train"]["champion_on_same_rows"]
     assert champ["version"] == "1"
     assert champ["metrics"]["ndcg_at_10"] == pytest.approx(again["train"]["metrics"]["ndcg_at_10"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -53,3 +56,23 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    proc: subprocess.Popen
+    log: Path
+
+
+@contextlib.contextmanager
+def running_server(tenant_file: Path, home: Path, log_dir: Path) -> Iterator[RunningServer]:
+    """A ready server for a trained workspace on a free port, stopped on exit (the session fixtures)."""
+    port, log = free_port(), log_dir / "server.log"
+    proc = start_server(tenant_file, home, port, log)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base_url, log)
+        yield RunningServer(base_url, proc, log)
+    finally:
+        stop(proc)

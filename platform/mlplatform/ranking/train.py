@@ -9,13 +9,11 @@ Click labels (ranking.clicks) are added to the training side only: evaluation us
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from mlplatform.config import TenantConfig
 from mlplatform.data.ingest import load_raw, load_table
@@ -24,7 +22,6 @@ from mlplatform.plugins import resolve
 from mlplatform.ranking.clicks import click_labels
 from mlplatform.ranking.metrics import ranking_metrics, recall_at_k
 from mlplatform.registry import champion_eval
-from mlplatform.registry.mlflow_registry import code_version, connect, experiment_id
 from mlplatform.training.dataset import labelled_as_of, time_split
 from mlplatform.workspace import Workspace
 
@@ -96,7 +93,7 @@ def evaluate(cfg: TenantConfig, model, predict, df: pd.DataFrame, prefix: str = 
 
 def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any],
                           validation_report: str | None = None) -> dict[str, Any]:
-    from mlplatform.training.run import importance_figure, trainer_module
+    from mlplatform.training.run import log_training_run, trainer_module
 
     started = time.monotonic()
     r = cfg.ranking
@@ -135,40 +132,10 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
         for name, at in retrieval["recall_at_k"].items():
             metrics |= {f"recall_at_{k}_{name}": v for k, v in at.items()}
 
-    connect(ws)
-    tags = {"tenant": cfg.name, "task": cfg.task, "pipeline_run_id": pipeline_run_id,
-            **{k: str(v) for k, v in lineage.items()}}
-    if champion:
-        tags[champion_eval.TAG] = champion[0]
-    with mlflow.start_run(experiment_id=experiment_id(cfg, ws), run_name=f"{cfg.name}-{pipeline_run_id}",
-                          tags=tags) as run:
-        mlflow.log_params({f"param.{k}": v for k, v in trained.params.items() if not isinstance(v, list)})
-        mlflow.log_params({"train_rows": len(train_df), "valid_rows": len(valid_df), "best_iteration":
-                           trained.best_iteration, "as_of": as_of.isoformat(), "trainer": cfg.model.trainer,
-                           "features": ",".join(cfg.model.features),
-                           "train_queries": train_df[r.group].nunique(), "valid_queries": valid_df[r.group].nunique()})
-        mlflow.log_metrics(metrics | (champion_eval.as_run_metrics(champion[1]) if champion else {}))
-        if retrieval:
-            mlflow.log_dict(retrieval, "retrieval.json")
-        if trained.importance:
-            mlflow.log_figure(importance_figure(trained.importance), "plots/feature_importance.png")
-            mlflow.log_dict(trained.importance, "feature_importance.json")
-        if validation_report and Path(validation_report).exists():
-            mlflow.log_artifact(validation_report, "validation")
-        mlflow.log_dict(cfg.model_dump(mode="json"), "tenant.json")
-        example = valid_df[cfg.model.features].head(5)
-        signature = infer_signature(example, trainer.predict(trained.model, example))
-        model_info = trainer.log_model(trained.model, signature=signature, input_example=example)
-        run_id = run.info.run_id
-    return {
-        "run_id": run_id,
-        "model_uri": model_info.model_uri,
-        "metrics": metrics,
-        "champion_on_same_rows": {"version": champion[0], "metrics": champion[1]} if champion else None,
-        "retrieval": retrieval,
-        "rows": len(train_df) + len(valid_df),
-        "train_rows": len(train_df),
-        "valid_rows": len(valid_df),
-        "seconds": round(time.monotonic() - started, 2),
-        "code_version": code_version(),
-    }
+    record = log_training_run(
+        cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df, valid_df=valid_df,
+        as_of=as_of, metrics=metrics, champion=champion, started=started, validation_report=validation_report,
+        extra_tags={"task": cfg.task},
+        extra_params={"train_queries": train_df[r.group].nunique(), "valid_queries": valid_df[r.group].nunique()},
+        log_extra=(lambda: mlflow.log_dict(retrieval, "retrieval.json")) if retrieval else None)
+    return record | {"retrieval": retrieval}

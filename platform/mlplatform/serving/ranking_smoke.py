@@ -16,7 +16,7 @@ import orjson
 
 from mlplatform.config import TenantConfig
 from mlplatform.serving.ranking_predictor import MAX_QUERIES, MAX_QUERY_CHARS
-from mlplatform.serving.smoke import JSON, BadRequest, _has_error, v1_path, v2_path
+from mlplatform.serving.smoke import JSON, BadRequest, send_bad_requests, v1_path, v2_path
 from mlplatform.workspace import Workspace
 
 
@@ -88,13 +88,7 @@ def smoke_test(cfg: TenantConfig, ws: Workspace, base_url: str, n: int | None = 
                 v2_errors += is_v2
                 if len(first_errors) < 3:
                     first_errors.append(f"{resp.status_code}: {resp.text[:200]}")
-        rejected, not_rejected = 0, []
-        for bad in bad_requests(cfg):
-            resp = client.post(bad.path, content=bad.content, headers=bad.headers)
-            good = 400 <= resp.status_code < 500 and _has_error(resp)
-            rejected += good
-            if not good:
-                not_rejected.append(f"{bad.name}: {resp.status_code} {resp.text[:120]}")
+        rejected, not_rejected = send_bad_requests(client, bad_requests(cfg))
         alive = client.get("/v2/health/ready").is_success
     lat = np.asarray(latencies)
     return {

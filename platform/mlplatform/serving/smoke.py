@@ -149,13 +149,7 @@ def smoke_test(cfg: TenantConfig, ws: Workspace, base_url: str, n: int | None = 
                 v2_errors += is_v2
                 if len(first_errors) < 3:
                     first_errors.append(f"{resp.status_code}: {resp.text[:200]}")
-        rejected, not_rejected = 0, []
-        for bad in bad_requests(cfg, rows[0]):
-            resp = client.post(bad.path, content=bad.content, headers=bad.headers)
-            ok = 400 <= resp.status_code < 500 and _has_error(resp)
-            rejected += ok
-            if not ok:
-                not_rejected.append(f"{bad.name}: {resp.status_code} {resp.text[:120]}")
+        rejected, not_rejected = send_bad_requests(client, bad_requests(cfg, rows[0]))
         alive = client.get("/v2/health/ready").is_success
     lat = np.asarray(latencies)
     return {
@@ -172,6 +166,18 @@ def smoke_test(cfg: TenantConfig, ws: Workspace, base_url: str, n: int | None = 
         "first_errors": first_errors,
         "alive_after": alive,
     }
+
+
+def send_bad_requests(client, bad: list[BadRequest]) -> tuple[int, list[str]]:
+    """Send each malformed request: (how many got a 4xx with an {"error": ...} body, the others)."""
+    rejected, not_rejected = 0, []
+    for b in bad:
+        resp = client.post(b.path, content=b.content, headers=b.headers)
+        if 400 <= resp.status_code < 500 and _has_error(resp):
+            rejected += 1
+        else:
+            not_rejected.append(f"{b.name}: {resp.status_code} {resp.text[:120]}")
+    return rejected, not_rejected
 
 
 def _has_error(resp) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -71,8 +72,31 @@ def train_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineag
     champion = champion_eval.evaluate_champion(
         cfg, ws, valid_df, lambda model, predict, _: classification_metrics(y_valid, predict(model, valid_df), cfg.metrics))
 
+
+    def classification_artifacts() -> None:
+        mlflow.log_figure(pr_curve_figure(y_valid, scores, f"{cfg.name}: validation PR curve"), "plots/pr_curve.png")
+        # what the predictor compares live traffic with: the validation window (the newest data,
+        # out-of-sample scores), binned at its quantiles (mlplatform.monitoring.drift)
+        mlflow.log_text(drift_reference(cfg, valid_df, scores).to_json(), DRIFT_REFERENCE_ARTIFACT)
+
+    return log_training_run(cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
+                            valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
+                            validation_report=validation_report, log_extra=classification_artifacts)
+
+
+def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any], *,
+                     trainer: ModuleType, trained: Any, train_df: pd.DataFrame, valid_df: pd.DataFrame,
+                     as_of: pd.Timestamp, metrics: dict[str, float], champion: tuple[str, dict] | None,
+                     started: float, validation_report: str | None = None, extra_tags: dict[str, str] | None = None,
+                     extra_params: dict[str, Any] | None = None,
+                     log_extra: Callable[[], None] | None = None) -> dict[str, Any]:
+    """One MLflow run for a trained model, the same for every task: lineage tags, params, metrics
+    (and the champion's on the same rows, champion_eval.py), importance, tuning trials, the GE
+    report, the tenant file, `log_extra()`'s task-specific artifacts, and the model with its
+    signature and input example. Returns the train step's record."""
     connect(ws)
-    tags = {"tenant": cfg.name, "pipeline_run_id": pipeline_run_id, **{k: str(v) for k, v in lineage.items()}}
+    tags = {"tenant": cfg.name, **(extra_tags or {}), "pipeline_run_id": pipeline_run_id,
+            **{k: str(v) for k, v in lineage.items()}}
     if champion:
         tags[champion_eval.TAG] = champion[0]
     with mlflow.start_run(experiment_id=experiment_id(cfg, ws), run_name=f"{cfg.name}-{pipeline_run_id}",
@@ -80,20 +104,18 @@ def train_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineag
         mlflow.log_params({f"param.{k}": v for k, v in trained.params.items() if not isinstance(v, list)})
         mlflow.log_params({"train_rows": len(train_df), "valid_rows": len(valid_df), "best_iteration":
                            trained.best_iteration, "as_of": as_of.isoformat(), "trainer": cfg.model.trainer,
-                           "features": ",".join(cfg.model.features)})
+                           "features": ",".join(cfg.model.features), **(extra_params or {})})
         mlflow.log_metrics(metrics | (champion_eval.as_run_metrics(champion[1]) if champion else {}))
-        mlflow.log_figure(pr_curve_figure(y_valid, scores, f"{cfg.name}: validation PR curve"), "plots/pr_curve.png")
+        if log_extra is not None:
+            log_extra()
         if trained.importance:
             mlflow.log_figure(importance_figure(trained.importance), "plots/feature_importance.png")
             mlflow.log_dict(trained.importance, "feature_importance.json")
-        if trained.tune_trials:
+        if getattr(trained, "tune_trials", None):
             mlflow.log_dict({"trials": trained.tune_trials}, "tune_trials.json")
         if validation_report and Path(validation_report).exists():
             mlflow.log_artifact(validation_report, "validation")
         mlflow.log_dict(cfg.model_dump(mode="json"), "tenant.json")
-        # what the predictor compares live traffic with: the validation window (the newest data,
-        # out-of-sample scores), binned at its quantiles (mlplatform.monitoring.drift)
-        mlflow.log_text(drift_reference(cfg, valid_df, scores).to_json(), DRIFT_REFERENCE_ARTIFACT)
         example = valid_df[cfg.model.features].head(5)
         signature = infer_signature(example, trainer.predict(trained.model, example))
         model_info = trainer.log_model(trained.model, signature=signature, input_example=example)
