@@ -128,3 +128,31 @@ def test_customers_shop_locally(small):
 
 def test_default_size_is_about_150k_rows(default_size):
     assert 100_000 < len(default_size) < 200_000
+
+
+def test_spending_shift_moves_amounts_and_the_anomaly_threshold_together(small, cfg):
+    df = small[2]
+    shift_day, factor = 20, 4.0
+    shifted = data.simulate(**SMALL, spending_shift=factor, shift_day=shift_day)
+    cut = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=shift_day)
+    before, after = df["tx_datetime"] < cut, shifted["tx_datetime"] < cut
+    # the same world until the shift day, the same transactions after it
+    pd.testing.assert_frame_equal(shifted[after], df[before])
+    assert len(shifted) == len(df) and (shifted["customer_id"] == df["customer_id"]).all()
+    # legitimate spending is `factor` times what it was (up to the 5000 cap and rounding)
+    legit = (df["fraud_scenario"] == 0) & ~before & (df["amount"] < 1000)
+    ratio = shifted.loc[legit, "amount"] / df.loc[legit, "amount"]
+    assert ratio.median() == pytest.approx(factor, rel=0.01)
+    # scenario 1 follows the new normal: the label rate stays inside the tenant's bounds
+    assert (shifted.loc[shifted["fraud_scenario"] == 1, "amount"] > data.AMOUNT_THRESHOLD).all()
+    assert not (shifted.loc[~after & (shifted["fraud_scenario"] == 0), "amount"] <= data.AMOUNT_THRESHOLD).all()
+    bounds = cfg.data.expectations.label_rate
+    assert bounds.min <= shifted["is_fraud"].mean() <= bounds.max
+    assert abs(shifted["is_fraud"].mean() - df["is_fraud"].mean()) < 0.002
+
+
+@pytest.mark.parametrize("bad", [{"spending_shift": 0.0}, {"spending_shift": -2.0}, {"shift_day": SMALL["days"]},
+                                 {"shift_day": -1}])
+def test_spending_shift_rejects_bad_arguments(bad):
+    with pytest.raises(ValueError, match="spending_shift|shift_day"):
+        data.simulate(**(SMALL | bad))

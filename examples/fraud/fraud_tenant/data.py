@@ -6,6 +6,9 @@ follows per-customer profiles with daily/weekly rhythm. Three fraud scenarios ar
   1 amount anomaly      - any payment above AMOUNT_THRESHOLD is fraud
   2 compromised terminal - every payment at it is fraud for TERMINAL_DAYS days
   3 compromised card    - a third of the card's payments for CARD_DAYS days are fraud, amount x5
+A spending shift (`spending_shift`, from `shift_day` on) multiplies every customer's spending,
+and scenario 1 moves with it (fraud is an amount far above what cardholders now spend): the
+world a drift alert reports, and the data a retrained model should learn from.
 Everything is drawn from one numpy Generator in a fixed order, so the same arguments give
 byte-identical frames. Vectorised: the default size (~150k rows) takes about a second.
 """
@@ -86,10 +89,13 @@ def _compromised(rng, population: int, days: int, rate: float) -> tuple[np.ndarr
 
 
 def simulate(*, customers: int = 1000, terminals: int = 2000, days: int = 60, seed: int = 7,
-             start_date: str = "2026-01-01") -> pd.DataFrame:
+             start_date: str = "2026-01-01", spending_shift: float = 1.0, shift_day: int = 0) -> pd.DataFrame:
     """All transactions as one frame, sorted by tx_datetime, with the columns in COLUMNS."""
     if min(customers, terminals, days) < 1:
         raise ValueError("customers, terminals and days must all be >= 1")
+    if not spending_shift > 0 or not 0 <= shift_day < days:
+        raise ValueError(f"spending_shift must be > 0 (got {spending_shift}) and shift_day within "
+                         f"[0, {days}) (got {shift_day})")
     rng = np.random.default_rng(seed)
     offsets, counts, near = _customer_terminals(rng, customers, terminals)
     mean_amount = rng.uniform(5, 100, size=customers)
@@ -115,10 +121,11 @@ def simulate(*, customers: int = 1000, terminals: int = 2000, days: int = 60, se
     amount = rng.normal(mean_amount[cust], std_amount[cust])
     neg = amount < 0  # redraw negatives uniformly below twice the mean, as small payments
     amount[neg] = rng.uniform(0, 2 * mean_amount[cust[neg]])
-    amount = np.clip(np.round(amount, 2), AMOUNT_MIN, AMOUNT_MAX)
+    shift = np.where(day >= shift_day, spending_shift, 1.0)  # all ones without a shift: same frame as before
+    amount = np.clip(np.round(amount * shift, 2), AMOUNT_MIN, AMOUNT_MAX)
 
     # Scenarios are applied in order; a later one overrides an earlier one on the same row.
-    scenario = np.where(amount > AMOUNT_THRESHOLD, 1, 0)
+    scenario = np.where(amount > AMOUNT_THRESHOLD * shift, 1, 0)
     bad_term, t_day = _compromised(rng, terminals, days, TERMINAL_RATE)
     hit = np.zeros((terminals, days + TERMINAL_DAYS + 1), dtype=np.int64)  # +1 at start, -1 at end
     np.add.at(hit, (bad_term, t_day), 1)
@@ -154,10 +161,11 @@ def simulate(*, customers: int = 1000, terminals: int = 2000, days: int = 60, se
 
 
 def generate(out_dir: Path, *, customers: int = 1000, terminals: int = 2000, days: int = 60, seed: int = 7,
-             start_date: str = "2026-01-01") -> list[Path]:
+             start_date: str = "2026-01-01", spending_shift: float = 1.0, shift_day: int = 0) -> list[Path]:
     """Simulate and write one parquet partition per day: out_dir/date=YYYY-MM-DD/part-0.parquet."""
     out_dir = Path(out_dir)
-    df = simulate(customers=customers, terminals=terminals, days=days, seed=seed, start_date=start_date)
+    df = simulate(customers=customers, terminals=terminals, days=days, seed=seed, start_date=start_date,
+                  spending_shift=spending_shift, shift_day=shift_day)
     start = pd.Timestamp(start_date, tz="UTC").normalize()
     dates = [(start + pd.Timedelta(days=d)).strftime("%Y-%m-%d") for d in range(days)]
     # Partitions from an earlier, longer run would silently mix into load(); remove them.
