@@ -97,7 +97,8 @@ def run(
 @app.command()
 def loop(
     tenant: Annotated[str, typer.Argument(help="tenant name or tenant file")] = "fraud",
-    home: HomeOpt = None,
+    home: Annotated[Optional[str], typer.Option(
+        "--home", help="workspace with a champion to start from (default: a new one in the run folder)")] = None,
     runs: Annotated[Path, typer.Option(help="where run summaries go")] = Path("runs"),
     data_arg: Annotated[list[str], typer.Option("--data-arg", help="override a generator argument (data size)")] = [],  # noqa: B006
 ) -> None:
@@ -106,7 +107,8 @@ def loop(
     from mlplatform.workspace import Workspace
 
     try:
-        result = run_loop(_tenant_path(tenant), Workspace.from_env(home), runs, _parse_args(data_arg), console)
+        result = run_loop(_tenant_path(tenant), Workspace.from_env(home) if home else None, runs,
+                          _parse_args(data_arg), console)
     except Exception as err:  # noqa: BLE001
         _fail(f"{err}\n(logs: {runs / 'latest'})")
     console.print(f"decision: {result.get('decision', {}).get('outcome')}  ({result['seconds']:.0f} s)")

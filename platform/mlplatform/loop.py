@@ -58,9 +58,12 @@ def _set(raw: dict, dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def loop_tenant_file(tenant_file: Path, out_dir: Path, data_args: dict[str, Any]) -> Path:
+def loop_tenant_file(tenant_file: Path, out_dir: Path, data_args: dict[str, Any], shift: bool = False) -> Path:
     """A copy of the tenant file with the loop's short windows, and fresh data for retraining
-    (the generator's seed moves on: the retrained model sees data the champion never saw)."""
+    (the generator's seed moves on: the retrained model sees data the champion never saw).
+    `shift`: the fresh data lives through the same spending shift the loop injects into the
+    traffic (from the middle of its days on), as the world a drift alert reports would; only
+    for a generator that takes `spending_shift` and `shift_day` (the fraud tenant's does)."""
     raw = yaml.safe_load(tenant_file.read_text())
     for dotted, value in LOOP_OVERRIDES.items():
         _set(raw, dotted, value)
@@ -68,10 +71,23 @@ def loop_tenant_file(tenant_file: Path, out_dir: Path, data_args: dict[str, Any]
     args.update(data_args)
     if "seed" in args:
         args["seed"] = int(args["seed"]) + 1
+    if shift:
+        args["spending_shift"] = DRIFT_FACTOR
+        args["shift_day"] = int(args.get("days", 60)) // 2
     path = out_dir / "tenants" / raw["name"] / "tenant.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def simulates_shift(cfg) -> bool:
+    """Whether the tenant's data generator can live through a spending shift."""
+    import inspect
+
+    from mlplatform.plugins import resolve
+
+    generator = cfg.data.generator and resolve(cfg.data.generator)
+    return bool(generator) and "spending_shift" in inspect.signature(generator).parameters
 
 
 class Journal:
@@ -212,8 +228,11 @@ def _wait(what: str, check, timeout: float, every: float = 2.0):
     raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f}s")
 
 
-def run_loop(tenant_file: Path, ws: Workspace, runs: Path, data_args: dict[str, Any],
+def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dict[str, Any],
              console: Console | None = None, timeout: float = 900) -> dict[str, Any]:
+    """One pass of the loop. `ws` None: a new workspace in the run folder, so every run tells the same
+    story from a champion of the world before the shift (a workspace where an earlier loop already
+    retrained on shifted data would see "drift" from the first request)."""
     from mlplatform.demo import new_run_dir, run_pipeline
     from mlplatform.monitoring.rules import render_rules
     from mlplatform.monitoring.stack import MonitoringStack, free_port
@@ -226,20 +245,24 @@ def run_loop(tenant_file: Path, ws: Workspace, runs: Path, data_args: dict[str, 
 
     console = console or Console()
     run_dir = new_run_dir(runs)
+    ws = ws or Workspace(run_dir / "home")
     log = Journal(console)
-    tenant_file = loop_tenant_file(tenant_file, run_dir, data_args)
+    tenant_file = loop_tenant_file(tenant_file, run_dir, data_args, shift=simulates_shift(load_tenant(tenant_file)))
     cfg = load_tenant(tenant_file)
     result: dict[str, Any] = {"tenant": cfg.name, "run_dir": str(run_dir), "steps": log.steps}
 
     if champion_version(connect(ws), cfg.name) is None:
         log("no champion yet: training the first model", run_id="loop-base")
         base = yaml.safe_load(tenant_file.read_text())
-        base["data"]["generator_args"]["seed"] = base["data"]["generator_args"].get("seed", 8) - 1
+        args = base["data"]["generator_args"]
+        args["seed"] = args.get("seed", 8) - 1
+        for key in ("spending_shift", "shift_day"):  # the champion learnt the world before the shift
+            args.pop(key, None)
         base_file = run_dir / "tenants" / "base.yaml"
         base_file.write_text(yaml.safe_dump(base, sort_keys=False))
         run_pipeline(console, base_file, ws, "loop-base", run_dir)
     champion = str(champion_version(connect(ws), cfg.name).version)
-    log("champion in service", version=champion)
+    log("champion in service", version=champion, workspace=str(ws.home))
 
     backend = EmbeddedNginxBackend(cfg, ws, free_port())
     stack = None
@@ -270,8 +293,9 @@ def run_loop(tenant_file: Path, ws: Workspace, runs: Path, data_args: dict[str, 
         time.sleep(30)  # a baseline window of normal traffic: nothing may fire yet
         early = [a["labels"].get("alertname") for a in stack.alerts() if a["labels"].get("alertname") in retraining_alerts]
         if early:
-            raise RuntimeError(f"alerts {early} are pending or firing before any drift was injected: "
-                               "the traffic does not look like the training data")
+            raise RuntimeError(f"alerts {early} are pending or firing before any drift was injected: the traffic "
+                               f"(sampled from {ws.home}'s current data) does not look like the champion's training "
+                               "data; an earlier loop may have retrained there on shifted data: run without --home")
         log("baseline: no drift alert", requests=traffic.sent)
         traffic.drift.set()
         log("drift injected", change=f"amount x{DRIFT_FACTOR:g}")

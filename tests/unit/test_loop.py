@@ -6,8 +6,8 @@ import yaml
 from rich.console import Console
 
 from mlplatform.config import load_tenant
-from mlplatform.loop import LOOP_OVERRIDES, Journal, loop_tenant_file
-from tests.conftest import FRAUD_TENANT
+from mlplatform.loop import DRIFT_FACTOR, LOOP_OVERRIDES, Journal, loop_tenant_file, simulates_shift
+from tests.conftest import FRAUD_TENANT, REPO
 
 
 def test_loop_tenant_has_short_windows_and_fresh_data(tmp_path):
@@ -20,8 +20,18 @@ def test_loop_tenant_has_short_windows_and_fresh_data(tmp_path):
     args = cfg.data.generator_args
     assert args["seed"] == original["data"]["generator_args"]["seed"] + 1  # retraining sees new data
     assert args["customers"] == 300
+    assert "spending_shift" not in args  # no shift unless asked
     # the production tenant file is untouched
     assert yaml.safe_load(FRAUD_TENANT.read_text()) == original
+
+
+def test_loop_fresh_data_lives_through_the_injected_spending_shift(tmp_path):
+    cfg = load_tenant(FRAUD_TENANT)
+    assert simulates_shift(cfg)
+    assert not simulates_shift(load_tenant(REPO / "examples" / "search" / "tenant.yaml"))
+    args = load_tenant(loop_tenant_file(FRAUD_TENANT, tmp_path, {"days": 40}, shift=True)).data.generator_args
+    assert args["spending_shift"] == DRIFT_FACTOR  # the same shift the traffic gets
+    assert args["shift_day"] == 20  # half the fresh days are after it: enough to train and to validate on
 
 
 def test_journal_records_steps_in_order(tmp_path):
