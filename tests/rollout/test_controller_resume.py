@@ -112,3 +112,21 @@ def test_interrupted_at_any_apply_then_rerun_finishes_consistently(setup, die_at
     assert (state.phase, aliases(client, cfg.name)) == final
     assert state.pending is None and state.weight == 0
     assert backend.applied[-1] == (state.phase, 0)  # the rerun converged the traffic too
+
+
+def test_offline_score_divergence_comes_from_the_challengers_training_run(setup, tmp_path):
+    """The score check allows the divergence training measured against *this* stable version."""
+    cfg, ws, client, _ = setup
+    exp = client.create_experiment("t")
+    run = client.create_run(exp, tags={"champion_evaluated": "1"})
+    client.log_metric(run.info.run_id, "champion_score_ks", 0.42)
+    client.log_metric(run.info.run_id, "champion_pr_auc", 0.5)
+    v3 = client.create_model_version(cfg.name, source=str(tmp_path), run_id=run.info.run_id).version
+    controller = ctl.RolloutController(cfg, ws, Backend(), "http://unused", sleep=lambda s: None)
+    state = load_state(ws, cfg.name)
+    state.stable_version, state.challenger_version = "1", str(v3)
+    assert controller.offline_score_ks(state) == pytest.approx(0.42)
+    state.stable_version = "2"  # the run scored v1, not v2: nothing known about v2
+    assert controller.offline_score_ks(state) == 0.0
+    state.stable_version, state.challenger_version = "1", "2"  # a version without a training run
+    assert controller.offline_score_ks(state) == 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlplatform.config import RolloutCheck, RolloutConfig
-from mlplatform.rollout.analysis import decide, judge, render_promql
+from mlplatform.rollout.analysis import decide, judge, render_promql, window_seconds
 
 POLICY = RolloutConfig(interval_seconds=1, shadow_seconds=10, step_weights=[10, 25, 50], max_weight=50,
                        failed_checks_limit=2)
@@ -61,7 +61,7 @@ def test_slow_canary_rolls_back():
 def test_no_data_counts_as_a_failed_check():
     r = judge(CHECKS["success_rate"], None)
     assert not r.passed and "no data" in r.reason
-    d = decide(POLICY, "canary", 10, 1, results(None, None, None), 30)
+    d = decide(POLICY, "canary", 10, 1, results(None, None, None), 61)  # past the 1m window
     assert d.action == "rollback" and "no data" in d.reason
 
 
@@ -75,6 +75,9 @@ def test_promql_templates_are_filled():
     q = render_promql(CHECKS["success_rate"], tenant="fraud", role="canary", window="30s",
                       stable_version="1", challenger_version="2")
     assert 'tenant="fraud",role="canary"' in q and "[30s]" in q and "$" not in q
+    ks = render_promql(CHECKS["score_ks"], tenant="fraud", role="shadow", window="30s", stable_version="1",
+                       challenger_version="2", offline_score_ks="0.45")
+    assert ks.endswith(" - 0.45") and 'role="shadow"' in ks and 'role="stable"' in ks
     with pytest.raises(KeyError):
         render_promql(RolloutCheck(name="x", promql="up{job=\"$typo\"}", max=1), tenant="t", role="canary",
                       window="1m", stable_version="", challenger_version="")
@@ -85,3 +88,20 @@ def test_policy_validation():
         RolloutConfig(step_weights=[50, 25], max_weight=50)
     with pytest.raises(ValueError, match="min or a max"):
         RolloutCheck(name="x", promql="up")
+
+
+def test_no_data_in_the_first_window_of_a_phase_waits_without_counting():
+    """A challenger just started (or just given canary traffic) has no rate over the window yet."""
+    d = decide(POLICY, "canary", 25, 0, results(None, None, None), 12)
+    assert d.action == "hold" and d.failed_checks == 0 and "waiting for data" in d.reason
+    # a real failure counts at once, even next to missing data
+    d = decide(POLICY, "canary", 25, 0, results(0.5, None, None), 12)
+    assert d.action == "hold" and d.failed_checks == 1 and "success_rate 0.5" in d.reason
+    # silence that outlasts the window is a failure (a dead challenger is rolled back)
+    d = decide(POLICY, "canary", 25, 1, results(None, None, None), 60)
+    assert d.action == "rollback" and "no data" in d.reason
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("1m", 60), ("500ms", 0.5), ("2h", 7200)])
+def test_window_seconds(text, seconds):
+    assert window_seconds(text) == seconds

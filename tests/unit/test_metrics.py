@@ -156,3 +156,26 @@ def test_classification_metrics_one_class_is_an_error(label):
     y = np.full(5, label)
     with pytest.raises(ValueError, match="one class only"):
         classification_metrics(y, np.linspace(0, 1, 5), MetricsConfig())
+
+
+def test_bucketed_score_ks_is_what_the_prometheus_histograms_give():
+    """The offline divergence (training) and the online check (PromQL over histogram buckets) must
+    measure the same thing, or the rollout's allowance would be off."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from mlplatform.serving.metrics import SCORE_BUCKETS, bucketed_score_ks
+
+    rng = np.random.default_rng(0)
+    a, b = rng.beta(0.5, 20, 3000), rng.beta(2, 8, 2000)  # rare-positive-like vs shifted scores
+    cdfs = []
+    for sample in (a, b):
+        reg = CollectorRegistry()
+        h = Histogram("s", "scores", buckets=SCORE_BUCKETS, registry=reg)
+        for x in sample:
+            h.observe(x)
+        cum = {float(s.labels["le"]): s.value for m in reg.collect() for s in m.samples if s.name == "s_bucket"}
+        cdfs.append(np.array([cum[le] for le in SCORE_BUCKETS]) / len(sample))
+    assert bucketed_score_ks(a, b) == pytest.approx(float(np.max(np.abs(cdfs[0] - cdfs[1]))))
+    assert 0.3 < bucketed_score_ks(a, b) <= 1.0
+    assert bucketed_score_ks(a, a[::-1]) == 0.0
+    assert bucketed_score_ks(np.zeros(10), np.ones(10)) == 1.0

@@ -24,6 +24,9 @@ from mlplatform.workspace import Workspace
 
 PREFIX = "champion_"
 TAG = "champion_evaluated"
+# classification: KS distance between candidate and champion scores on the same rows (logged as
+# champion_score_ks); the rollout's score check allows this much divergence from that champion
+SCORE_KS = "score_ks"
 log = logging.getLogger(__name__)
 
 

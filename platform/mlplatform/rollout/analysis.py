@@ -48,7 +48,8 @@ def query(url: str, promql: str, timeout: float = 10) -> float | None:
 
 
 def render_promql(check: RolloutCheck, **variables: str) -> str:
-    """Substitute $tenant, $role, $window, $stable_version, $challenger_version (a typo: KeyError)."""
+    """Substitute $tenant, $role, $window, $stable_version, $challenger_version, $offline_score_ks
+    (a typo: KeyError)."""
     return Template(check.promql).substitute(variables)
 
 
@@ -74,18 +75,29 @@ def judge(check: RolloutCheck, value: float | None) -> CheckResult:
 
 
 def evaluate(policy: RolloutConfig, prometheus_url: str, *, tenant: str, role: str,
-             stable_version: str | None = None, challenger_version: str | None = None) -> list[CheckResult]:
+             stable_version: str | None = None, challenger_version: str | None = None,
+             offline_score_ks: float = 0.0) -> list[CheckResult]:
     """Run every check for the challenger in `role` (shadow or canary); unreachable Prometheus or a
-    rejected query is a failed check too (reason says which)."""
+    rejected query is a failed check too (reason says which). `offline_score_ks`: the score KS
+    distance between challenger and stable measured at training time on the same rows (0: unknown)."""
     out = []
     for check in policy.checks:
         promql = render_promql(check, tenant=tenant, role=role, window=policy.window,
-                               stable_version=stable_version or "", challenger_version=challenger_version or "")
+                               stable_version=stable_version or "", challenger_version=challenger_version or "",
+                               offline_score_ks=f"{offline_score_ks:.6g}")
         try:
             out.append(judge(check, query(prometheus_url, promql)))
         except PrometheusError as err:
             out.append(CheckResult(check.name, None, False, f"{check.name}: {err}"))
     return out
+
+
+def window_seconds(window: str) -> float:
+    """A PromQL duration of one unit ("30s", "1m", "500ms") in seconds."""
+    for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if window.endswith(unit) and window[:-len(unit)].isdigit():
+            return int(window[:-len(unit)]) * factor
+    raise ValueError(f"not a PromQL duration: {window!r}")
 
 
 @dataclass(frozen=True)
@@ -100,12 +112,18 @@ def decide(policy: RolloutConfig, phase: str, weight: int, failed_checks: int, r
            seconds_in_phase: float) -> Decision:
     """The next step of a rollout in `phase` (shadow | canary) given one analysis' results.
 
+    - within the first `window` of a phase, checks failing only for lack of data: hold, not counted
+      (a challenger just started or just given traffic has no rate over the window yet);
     - any check failed: one more failed analysis; at `failed_checks_limit` in a row -> rollback;
     - all passed, shadow: after `shadow_seconds` -> advance to the first step weight, else hold;
     - all passed, canary: the next step weight, or promote after passing at the last step /
       max_weight.
     """
     failed = [r for r in results if not r.passed]
+    if failed and all(r.value is None for r in failed) and seconds_in_phase < window_seconds(policy.window):
+        return Decision("hold", weight, failed_checks,
+                        f"waiting for data ({seconds_in_phase:.0f}s of a {policy.window} window): "
+                        + "; ".join(r.reason for r in failed))
     if failed:
         n = failed_checks + 1
         reason = "; ".join(r.reason for r in failed)

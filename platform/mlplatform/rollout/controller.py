@@ -20,6 +20,7 @@ from typing import Callable
 from mlflow.exceptions import MlflowException
 
 from mlplatform.config import TenantConfig
+from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import CHALLENGER, CHAMPION, connect
 from mlplatform.rollout.analysis import CheckResult, decide, evaluate
 from mlplatform.rollout.backends import Backend
@@ -77,6 +78,7 @@ class RolloutController:
         self.prometheus_url = prometheus_url
         self.on_step, self.exporter, self.sleep = on_step, exporter, sleep
         self.tenant = cfg.name
+        self._offline_ks: dict[tuple, float] = {}
 
     # --- persistence and effects ----------------------------------------------------------------
 
@@ -133,6 +135,22 @@ class RolloutController:
         self._commit(state, "start", f"v{challenger} vs champion v{state.stable_version}: {first}")
         return state
 
+    def offline_score_ks(self, state: RolloutState) -> float:
+        """The challenger's score divergence from the stable version on its validation rows, from
+        its training run (champion_eval.py); 0 when that run did not score this stable version."""
+        key = (state.stable_version, state.challenger_version)
+        if key not in self._offline_ks:
+            value = 0.0
+            if state.stable_version and state.challenger_version:
+                client = connect(self.ws)
+                run_id = client.get_model_version(self.tenant, state.challenger_version).run_id
+                if run_id:  # a version registered from a file has no training run
+                    run = client.get_run(run_id)
+                    same_rows = champion_eval.from_run(run.data.metrics, run.data.tags, state.stable_version) or {}
+                    value = float(same_rows.get(champion_eval.SCORE_KS, 0.0))
+            self._offline_ks[key] = value
+        return self._offline_ks[key]
+
     def analyse(self, state: RolloutState) -> RolloutState:
         """One analysis and its consequence."""
         role = state.phase
@@ -141,7 +159,8 @@ class RolloutController:
             if metrics:
                 self.exporter.update(metrics)
         results = evaluate(self.policy, self.prometheus_url, tenant=self.tenant, role=role,
-                           stable_version=state.stable_version, challenger_version=state.challenger_version)
+                           stable_version=state.stable_version, challenger_version=state.challenger_version,
+                           offline_score_ks=self.offline_score_ks(state))
         d = decide(self.policy, state.phase, state.weight, state.failed_checks, results,
                    _seconds_since(state.phase_started_at))
         state.failed_checks, state.reason = d.failed_checks, d.reason

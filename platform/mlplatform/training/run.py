@@ -25,6 +25,7 @@ from mlplatform.monitoring.drift import DRIFT_REFERENCE_ARTIFACT, drift_referenc
 from mlplatform.plugins import resolve
 from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import code_version, connect, experiment_id
+from mlplatform.serving.metrics import bucketed_score_ks
 from mlplatform.training.dataset import labelled_as_of, time_split
 from mlplatform.training.metrics import classification_metrics, pr_curve_figure
 from mlplatform.workspace import Workspace
@@ -69,8 +70,15 @@ def train_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineag
     scores = trainer.predict(trained.model, valid_df)
     y_valid = valid_df[cfg.data.label].to_numpy()
     metrics = classification_metrics(y_valid, scores, cfg.metrics)
-    champion = champion_eval.evaluate_champion(
-        cfg, ws, valid_df, lambda model, predict, _: classification_metrics(y_valid, predict(model, valid_df), cfg.metrics))
+
+    def champion_metrics(model, predict, _) -> dict[str, float]:
+        champion_scores = predict(model, valid_df)
+        # score_ks: how far apart the two models' scores are on these rows, the divergence the
+        # rollout's score check expects to see online between this model and that champion
+        return classification_metrics(y_valid, champion_scores, cfg.metrics) | {
+            champion_eval.SCORE_KS: bucketed_score_ks(scores, champion_scores)}
+
+    champion = champion_eval.evaluate_champion(cfg, ws, valid_df, champion_metrics)
 
 
     def classification_artifacts() -> None:
