@@ -6,9 +6,9 @@ Same interface as `xgboost_trainer`: `train(cfg, train_df, valid_df, storage) ->
 sizes, so every query's documents are ranked against each other. Optional per-row weights come
 from `ranking.weight` (click-derived labels weigh less than judgments).
 
-Like the XGBoost trainer, the loop reports once, at the end, with the checkpoint: a Ray Train v2
-report is a round trip to the controller. With more than one worker, Ray Data may cut a query
-between shards (it becomes two smaller groups); the search tenant trains on one worker.
+Like the XGBoost trainer, the loop reports once, at the end, with the checkpoint (a Ray Train v2
+report is a round trip to the controller), and reads its shard from the object store rather than
+Ray Data (`xgboost_trainer.put_shards` says why). Shards hold whole queries.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 
 from mlplatform.config import TenantConfig
 from mlplatform.ranking.metrics import group_sizes
-from mlplatform.training.xgboost_trainer import ensure_ray
+from mlplatform.training.xgboost_trainer import ensure_ray, put_shards, worker_cpus
 
 MODEL_FILE = "model.txt"
 WEIGHT = "_weight"
@@ -58,7 +58,7 @@ def base_params(cfg: TenantConfig) -> dict[str, Any]:
         # reported NDCG@k for every k comes from ranking/metrics.py on the predictions
         "eval_at": [stopping_k(cfg)],
         "label_gain": [float(2**i - 1) for i in range(r.max_label + 1)],
-        "num_threads": cfg.model.ray.num_cpus,
+        "num_threads": worker_cpus(cfg),
         "seed": 0,
         "deterministic": True,
         "force_col_wise": True,
@@ -77,11 +77,12 @@ def _dataset(df: pd.DataFrame, feats: list[str], label: str, reference=None) -> 
 
 def _train_loop(config: dict) -> None:
     """One Ray Train worker: its shard -> one booster, reported once as a checkpoint."""
+    import ray
     import ray.train
 
     feats, label = config["features"], config["label"]
-    train = ray.train.get_dataset_shard("train").materialize().to_pandas()
-    valid = ray.train.get_dataset_shard("valid").materialize().to_pandas()
+    rank = ray.train.get_context().get_world_rank()
+    train, valid = ray.get(config["train"][rank]), ray.get(config["valid"][rank])
     dtrain = _dataset(train, feats, label)
     dvalid = _dataset(valid, feats, label, reference=dtrain)
     callbacks = []
@@ -92,7 +93,7 @@ def _train_loop(config: dict) -> None:
                              valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
-        if ray.train.get_context().get_world_rank() == 0:
+        if rank == 0:
             booster.save_model(os.path.join(tmp, MODEL_FILE))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
@@ -112,8 +113,16 @@ def _frame(cfg: TenantConfig, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def group_shards(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
+    """`n` shards of whole queries (query g goes to worker g % n): a query split between workers
+    would be ranked as two smaller ones."""
+    if n == 1:
+        return [frame]
+    worker = frame[GROUP].to_numpy() % n
+    return [frame[worker == i] for i in range(n)]
+
+
 def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path | None = None) -> Trained:
-    import ray.data
     from ray.train import RunConfig, ScalingConfig
     from ray.train.lightgbm import LightGBMTrainer
 
@@ -122,16 +131,17 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
     ensure_ray(cfg)
     storage = Path(storage or tempfile.mkdtemp(prefix="ray-train-")).resolve()
     params = base_params(cfg)
+    workers = cfg.model.ray.num_workers
     trainer = LightGBMTrainer(
         _train_loop,
         train_loop_config={"features": cfg.model.features, "label": cfg.data.label, "params": params,
                            "num_boost_round": cfg.model.num_boost_round,
-                           "early_stopping_rounds": cfg.model.early_stopping_rounds},
-        scaling_config=ScalingConfig(num_workers=cfg.model.ray.num_workers, use_gpu=False,
-                                     resources_per_worker={"CPU": 1}),
+                           "early_stopping_rounds": cfg.model.early_stopping_rounds,
+                           "train": put_shards(group_shards(_frame(cfg, train_df), workers)),
+                           "valid": put_shards(group_shards(_frame(cfg, valid_df), workers))},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=False,
+                                     resources_per_worker={"CPU": worker_cpus(cfg)}),
         run_config=RunConfig(name=f"{cfg.name}-train", storage_path=str(storage)),
-        datasets={"train": ray.data.from_pandas(_frame(cfg, train_df)),
-                  "valid": ray.data.from_pandas(_frame(cfg, valid_df))},
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as path:
