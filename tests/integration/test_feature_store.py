@@ -183,3 +183,22 @@ def test_online_store_returns_nulls_for_an_unknown_entity(trained_fraud, trained
     cols = feature_columns(cfg)
     assert out.loc[1, cols].isna().all(), out.loc[1, cols]
     assert out.loc[0, ["customer_nb_tx_30d", "customer_avg_amount_30d"]].notna().all()
+
+
+def test_lookup_equals_feasts_to_dict(trained_fraud, trained_store):
+    """OnlineFeatures.lookup (the predictor's call: key columns in, values read off the response
+    proto) returns exactly what Feast's OnlineResponse.to_dict() does, types included, for known
+    and unknown entities, from key columns or from row dicts."""
+    cfg, ws, online = trained_store
+    raw = load_raw(cfg, ws)
+    known = raw.sort_values("tx_datetime").drop_duplicates("customer_id", keep="last").tail(30)  # recent: in the store
+    rows = [{"customer_id": int(c), "terminal_id": int(t)} for c, t in zip(known["customer_id"], known["terminal_id"])]
+    rows += [{"customer_id": 10**9, "terminal_id": int(known["terminal_id"].iloc[0])}, rows[0]]  # unknown; repeated
+    expect = online.store.get_online_features(features=online.refs, entity_rows=rows).to_dict()
+    columns = {k: [r[k] for r in rows] for k in cfg.features.join_keys}
+    for got in (online.lookup(columns), online.lookup(rows)):
+        assert list(got) == list(expect)
+        for name, values in expect.items():
+            assert got[name] == values, name
+            assert [type(v) for v in got[name]] == [type(v) for v in values], name
+    assert expect["customer_nb_tx_30d"][-2] is None and expect["customer_nb_tx_30d"][0] is not None

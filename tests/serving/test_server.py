@@ -156,3 +156,32 @@ def test_smoke_test_reports_no_errors_and_rejects_bad_requests(ctx, fraud_server
     assert report["v2_requests"] == 6 and report["v2_errors"] == 0
     assert report["bad_requests_rejected"] == report["bad_requests"] == len(BAD_CASES), report
     assert report["alive_after"] and report["p99_ms"] >= report["p50_ms"] > 0
+
+
+def test_refused_routes_answer_json_errors_and_are_counted(ctx, fraud_server):
+    """The route guard (a pure ASGI middleware) refuses what this server does not offer, inside the
+    request metrics: the repository API (403), explain and versioned routes (404)."""
+    cfg, mv = ctx["cfg"], ctx["mv"]
+    infer = {"tenant": cfg.name, "model": cfg.name, "version": str(mv.version), "role": "stable", "status": "404"}
+    counted = ("mlplatform_requests_total", tuple(sorted(infer.items())))
+    before = metric_samples(ctx).get(counted, 0.0)
+    cases = [("/v2/repository/models/fraud/unload", 403, "repository API is disabled"),
+             (f"/v1/models/{cfg.name}:explain", 404, "no explainer"),
+             (f"/v2/models/{cfg.name}/versions/1/infer", 404, "versioned model routes"),
+             (f"/v2/models/{cfg.name}/infer?model_version=1", 404, "versioned model routes")]
+    for path, status, words in cases:
+        resp = post(ctx, path, v2_body(cfg, ctx["rows"][:1]))
+        assert resp.status_code == status, (path, resp.text)
+        assert words in resp.json()["error"], (path, resp.text)
+    # a query string that only mentions the word is not a versioned request
+    assert post(ctx, v2_path(cfg) + "?note=model_version", v2_body(cfg, ctx["rows"][:1])).status_code == 200
+    assert metric_samples(ctx).get(counted, 0.0) - before == 2  # the two refused inference routes
+
+
+def test_no_log_line_per_request(ctx, fraud_server):
+    """uvicorn's access log and kserve's timing lines (kserve.trace) are off: 20 requests add no line."""
+    before = fraud_server.log.read_text()
+    for _ in range(20):
+        assert post(ctx, v1_path(ctx["cfg"]), v1_body(ctx["rows"][:1])).status_code == 200
+    added = fraud_server.log.read_text()[len(before):]
+    assert "kserve.trace" not in added and ":predict" not in added, added[-2000:]

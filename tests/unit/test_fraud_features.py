@@ -233,3 +233,19 @@ def test_request_features_match_pandas_calendar(sim):
     assert (out["tx_is_night"] == ((hour < 6) | (hour >= 22)).astype(int)).all()
     assert np.allclose(out["amount_to_avg_30d"], df["amount"] / df["customer_avg_amount_30d"])
 
+
+
+def test_request_features_on_columns_equal_the_dataframe_path(sim):
+    """The online predictor passes a dict of column arrays (UTC datetime64[ns]) instead of a frame:
+    the same derived values and dtypes, the input columns passed through, the input untouched."""
+    assert request_features.columnar is True
+    df = sim.head(500).assign(customer_avg_amount_30d=np.r_[np.nan, 0.0, np.random.default_rng(1).uniform(5, 100, 498)])
+    cols = {"amount": df["amount"].to_numpy(), "tx_datetime": df["tx_datetime"].to_numpy("datetime64[ns]"),
+            "customer_avg_amount_30d": df["customer_avg_amount_30d"].to_numpy()}
+    given = dict(cols)
+    out, expect = request_features(cols), request_features(df)
+    assert isinstance(out, dict) and list(cols) == list(given)  # no column added to the input
+    for c in ("tx_hour", "tx_is_weekend", "tx_is_night", "amount_to_avg_30d"):
+        assert out[c].dtype == expect[c].dtype, c
+        np.testing.assert_array_equal(out[c], expect[c].to_numpy(), err_msg=c)
+    assert out["amount"] is cols["amount"]

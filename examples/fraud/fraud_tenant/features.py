@@ -118,10 +118,14 @@ def build_feature_tables(raw: pd.DataFrame, cfg: TenantConfig) -> dict[str, pd.D
     return tables
 
 
-def request_features(df: pd.DataFrame) -> pd.DataFrame:
-    """Request-time features. Pure numpy on the columns, so it is also cheap on a 1-row frame
-    in the online predictor; training uses the same function, so both sides cannot drift."""
-    ns = _utc_ns(df["tx_datetime"])
+def request_features(df: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame | dict[str, np.ndarray]:
+    """Request-time features. Pure numpy on the columns; training uses the same function, so both
+    sides cannot drift. Takes a DataFrame (training) or, online, a dict of column arrays with
+    datetimes as UTC datetime64[ns] (`columnar` below): the online predictor then builds no
+    DataFrame at all, which was most of a one-row request's cost."""
+    columns = not isinstance(df, pd.DataFrame)
+    ts = df["tx_datetime"]
+    ns = np.asarray(ts, dtype="datetime64[ns]").view(np.int64) if columns else _utc_ns(ts)
     hour = (ns // 3_600_000_000_000) % 24
     weekday = (ns // _DAY_NS + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     amount = np.asarray(df["amount"], dtype=np.float64)
@@ -136,8 +140,13 @@ def request_features(df: pd.DataFrame) -> pd.DataFrame:
         "tx_is_night": ((hour < 6) | (hour >= 22)).astype(np.int64),
         "amount_to_avg_30d": np.divide(amount, avg, out=np.ones_like(amount), where=usable),
     }
+    if columns:
+        return {**df, **derived}
     # One frame construction instead of df.copy() plus four column inserts: ~3x faster on a
-    # single row (each insert costs ~0.15 ms), which matters on the online path.
+    # single row (each insert costs ~0.15 ms).
     out = pd.DataFrame({**{c: s.array for c, s in df.items() if c not in derived}, **derived}, copy=True)
     out.index = df.index
     return out
+
+
+request_features.columnar = True  # the predictor may pass columns (mlplatform.serving.predictor)

@@ -9,6 +9,8 @@ Environment (set by charts/tenant for the predictor container; explicit argument
     MLPLATFORM_ROLE                 stable | canary | shadow (metrics label; default stable)
     MLPLATFORM_FEAST_ONLINE_STORE, MLPLATFORM_REDIS_ADDRESS   online store override (tenants.py)
     MLPLATFORM_HOME, MLFLOW_TRACKING_URI                        workspace and registry (workspace.py)
+    MLPLATFORM_ACCESS_LOG=true      uvicorn's access log line per request (default off: requests are
+                                    counted in /metrics and each prediction is in the prediction log)
 
 The model is loaded before the server starts: when it cannot be (no such alias, ...), the process
 exits with status 2 and the reason, and never reports ready.
@@ -17,9 +19,12 @@ exits with status 2 and the reason, and never reports ready.
 from __future__ import annotations
 
 import argparse
+import gc
+import logging
 import os
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from mlplatform.config import TenantConfig, TenantConfigError, load_tenant
 from mlplatform.workspace import Workspace
@@ -50,7 +55,8 @@ def body_problems(errors: list[dict]) -> str:
 def install_http_hooks(app, predictor) -> None:
     """What kserve's app lacks for our conventions, added before the server starts:
 
-    - request metrics for every status, including errors kserve raises before the model runs;
+    - request metrics for every status, including errors kserve raises before the model runs
+      (kserve's own per-request timing middleware, a log line feeder, is left out);
     - UnknownEntity -> 422 (kserve maps its base class InvalidInput to 400);
     - FastAPI's body validation (the V2 route parses JSON into a pydantic model) -> 400
       {"error": ...} instead of 422 {"detail": [...]}; unknown routes -> {"error": ...} too;
@@ -77,25 +83,66 @@ def install_http_hooks(app, predictor) -> None:
     async def store_unavailable(_, exc):
         return _error_response(503, str(exc))
 
-    @app.middleware("http")
-    async def no_repository_api(request, call_next):
-        if request.url.path.startswith("/v2/repository/"):
-            return _error_response(403, "the model repository API is disabled: the model is loaded by MLflow "
-                                        "alias at start-up (restart or roll out to change it)")
-        if request.url.path.endswith(":explain"):  # kserve answers 501 "Could not find explainer_host"
-            return _error_response(404, f"model {predictor.name!r} offers no explainer")
-        if "/versions/" in request.url.path or "model_version" in request.query_params:  # kserve: 501
-            return _error_response(404, f"versioned model routes are not served: this server serves "
-                                        f"{predictor.name!r} version {predictor.model_version} at "
-                                        f"/v2/models/{predictor.name}")
-        return await call_next(request)
-
     app.add_exception_handler(UnknownEntity, unknown_entity)
     app.add_exception_handler(FeatureStoreUnavailable, store_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_middleware(RouteGuard, predictor=predictor)  # inside the metrics middleware: refusals are counted
     app.add_middleware(RequestMetricsMiddleware, model_name=predictor.name, labels=predictor.labels,
                        metrics=predictor.metrics)
+    drop_timing_middleware(app)
+
+
+def drop_timing_middleware(app) -> None:
+    """Leave out the TimingMiddleware kserve adds when the server starts. It only feeds the two
+    per-request lines of the `kserve.trace` log (silenced, see quiet_request_logging), yet it calls
+    getrusage() twice per request (summed over all of the process's threads: 12% of the server's
+    CPU at saturation, measured with py-spy) and matches every route once more to name the request.
+    Request latency is in mlplatform_request_duration_seconds. The app builds its middleware stack
+    at its first ASGI call, after kserve added the middleware; the filter applies then."""
+    try:
+        from timing_asgi import TimingMiddleware
+    except ImportError:  # a kserve without it: nothing to drop
+        return
+    build = app.build_middleware_stack
+
+    def build_without_timing():
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
+        return build()
+
+    app.build_middleware_stack = build_without_timing
+
+
+class RouteGuard:
+    """The refused routes of `install_http_hooks` (repository API 403, explain and versioned routes
+    404). A pure ASGI middleware: Starlette's BaseHTTPMiddleware (`@app.middleware("http")`) runs
+    every request through a task group and memory streams, which costs more than this check."""
+
+    def __init__(self, app, predictor):
+        self.app = app
+        self.predictor = predictor
+
+    def refusal(self, scope):
+        path = scope.get("path", "")
+        if path.startswith("/v2/repository/"):
+            return _error_response(403, "the model repository API is disabled: the model is loaded by MLflow "
+                                        "alias at start-up (restart or roll out to change it)")
+        if path.endswith(":explain"):  # kserve answers 501 "Could not find explainer_host"
+            return _error_response(404, f"model {self.predictor.name!r} offers no explainer")
+        query = scope.get("query_string", b"")
+        if "/versions/" in path or (b"model_version" in query and "model_version" in dict(
+                parse_qsl(query.decode("latin-1"), keep_blank_values=True))):  # kserve: 501
+            name = self.predictor.name
+            return _error_response(404, f"versioned model routes are not served: this server serves "
+                                        f"{name!r} version {self.predictor.model_version} at /v2/models/{name}")
+        return None
+
+    async def __call__(self, scope, receive, send):
+        response = self.refusal(scope) if scope["type"] == "http" else None
+        if response is None:
+            await self.app(scope, receive, send)
+        else:
+            await response(scope, receive, send)
 
 
 def limit_native_threads() -> None:
@@ -108,6 +155,26 @@ def limit_native_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+
+
+def quiet_request_logging() -> None:
+    """No log line per request: uvicorn's access log (unless MLPLATFORM_ACCESS_LOG=true) and the two
+    timing lines kserve's TimingMiddleware writes per request (logger kserve.trace). Three lines per
+    request at 200 req/s is a busy stream on the one event loop that also scores; requests are
+    counted by status in /metrics, and every prediction is in the prediction log."""
+    if os.environ.get("MLPLATFORM_ACCESS_LOG", "").lower() not in ("1", "true", "yes"):
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+
+
+def freeze_startup_heap() -> None:
+    """Move everything loaded so far out of the garbage collector's reach (gc.freeze). A loaded
+    fraud predictor holds ~620k objects (kserve, Feast, MLflow, xgboost, pandas); each full
+    collection walked them all again, ~0.5 s with the interpreter lock held on a busy 2-core
+    machine, stalling every request in flight: a p99 outlier of the serving and lookup benchmarks.
+    Call once the model is loaded; later garbage is collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(cfg: TenantConfig, ws: Workspace, *, port: int | None = None, alias: str | None = None,
@@ -127,7 +194,9 @@ def serve(cfg: TenantConfig, ws: Workspace, *, port: int | None = None, alias: s
     # latency logging off: a log line per request costs more than the prediction (p99 target < 10 ms)
     server = kserve.ModelServer(http_port=port or cfg.serving.port, workers=1, enable_grpc=False,
                                 enable_latency_logging=False)
+    quiet_request_logging()  # after ModelServer(): it configures kserve's and uvicorn's loggers
     install_http_hooks(model_server.app, predictor)
+    freeze_startup_heap()
     server.start([predictor])
 
 
