@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from mlplatform.config import load_tenant
 from mlplatform.serving.predictor import TenantPredictor
-from mlplatform.serving.server import limit_native_threads
+from mlplatform.serving.server import freeze_startup_heap, limit_native_threads
 from mlplatform.workspace import Workspace
 
 
@@ -27,6 +27,7 @@ def build(tenant_file: str, home: str) -> Starlette:
     predictor = TenantPredictor(load_tenant(tenant_file), Workspace.from_env(home))
     predictor.load()
     limit_native_threads()
+    freeze_startup_heap()  # the same process set-up as the kserve server (serving/server.py serve)
 
     async def predict(request: Request) -> Response:
         try:
