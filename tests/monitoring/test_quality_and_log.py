@@ -74,3 +74,35 @@ def test_ambiguous_label_matches_are_dropped(tmp_path):
     dup = pd.concat([events, events.iloc[[5]]], ignore_index=True)
     rec = run_quality_job(cfg, ws, as_of=T0 + timedelta(days=30), events=dup)
     assert rec["labelled"] == 49
+
+
+def test_rows_buffered_at_exit_are_written(tmp_path):
+    """A process that exits before the first periodic flush keeps what it logged (close() at exit)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from mlplatform.monitoring.prediction_log import PredictionLog\n"
+            "from mlplatform.workspace import Workspace\n"
+            f"log = PredictionLog(Workspace({str(tmp_path)!r}), 'fraud', 'stable', ['customer_id'], flush_seconds=600)\n"
+            "for i in range(3):\n"
+            "    log.record(f'r{i}', '1', {'customer_id': list(range(500))}, np.zeros(500), np.zeros(500))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(read_predictions(Workspace(tmp_path), "fraud", role="stable")) == 1500
+
+
+def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path):
+    ws = Workspace(tmp_path)
+    log = PredictionLog(ws, "fraud", "stable", ["customer_id"], flush_seconds=600)
+    folder = log.folder
+    (tmp_path / "blocked").write_text("a file where the log wants a folder")
+    log.folder = tmp_path / "blocked" / "stable"
+    log.record("r0", "1", {"customer_id": [1, 2]}, np.array([0.1, 0.2]), np.array([False, False]))
+    with pytest.raises(OSError):
+        log.flush()
+    log.folder = folder  # the disk is back
+    log.record("r1", "1", {"customer_id": [3]}, np.array([0.3]), np.array([False]))
+    log.close()
+    df = read_predictions(ws, "fraud", role="stable")
+    assert df["request_id"].tolist() == ["r0", "r0", "r1"] and log.dropped == 0

@@ -30,6 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+# imported now, not by the first conversion: at exit that lazy import registers an atexit hook,
+# which Python refuses during shutdown, and the final flush in close() lost its buffered rows
+import pyarrow.pandas_compat  # noqa: F401
+import pyarrow.parquet as pq
 
 from mlplatform.workspace import Workspace
 
@@ -59,6 +64,7 @@ class PredictionLog:
         self.time_column = time_column
         self.flush_seconds = flush_seconds
         self._rows: list[tuple] = []
+        self.dropped = 0  # rows given up after writes kept failing with a full buffer
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._seq = itertools.count()
@@ -88,7 +94,14 @@ class PredictionLog:
             self._rows.extend(rows)
             full = len(self._rows) >= MAX_BUFFER
         if full:
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - serving goes on; the rows stay buffered for the next try
+                with self._lock:
+                    overflow = len(self._rows) - 2 * MAX_BUFFER
+                    if overflow > 0:  # bounded memory while the writer fails: the oldest go, counted
+                        del self._rows[:overflow]
+                        self.dropped += overflow
 
     def flush(self) -> Path | None:
         with self._write_lock:
@@ -96,13 +109,20 @@ class PredictionLog:
                 rows, self._rows = self._rows, []
             if not rows:
                 return None
-            df = pd.DataFrame.from_records(rows, columns=self.columns)
-            self.folder.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-            path = self.folder / f"part-{stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
-            tmp = path.with_suffix(".tmp")
-            df.to_parquet(tmp, index=False)
-            tmp.replace(path)
+            try:
+                df = pd.DataFrame.from_records(rows, columns=self.columns)
+                self.folder.mkdir(parents=True, exist_ok=True)
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+                path = self.folder / f"part-{stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
+                tmp = path.with_suffix(".tmp")
+                # one thread: pyarrow's parallel conversion needs an executor, which refuses work
+                # during interpreter shutdown (the final flush at exit)
+                pq.write_table(pa.Table.from_pandas(df, preserve_index=False, nthreads=1), tmp)
+                tmp.replace(path)
+            except BaseException:
+                with self._lock:  # not written (a full disk, ...): back in front, for the next flush
+                    self._rows[:0] = rows
+                raise
             return path
 
     def _loop(self) -> None:
