@@ -723,6 +723,9 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
          f"- {m['nproc']} cores, {m['cpu']}, {m['memory_gb']} GB; load average at start {m['load_avg_at_start']}",
          f"- Python {m['python']}, {m['os']}; {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; {m['wrk']}",
          ""]
+    if len(set(results.get("section_dates", {}).values())) > 1:
+        L += ["Sections measured on different runs (each run on an idle machine; `--skip ... --merge`): "
+              + ", ".join(f"{k} {v}" for k, v in results["section_dates"].items()) + ".", ""]
     if results["mode"] == "quick":
         L += ["> **Quick mode**: tiny sizes and short durations, to prove the machinery runs. "
               "These numbers are not the platform's figures.", ""]
@@ -762,6 +765,24 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
     return "\n".join(L)
 
 
+SECTIONS = ("serving", "lookup", "training", "drift", "shadow", "search", "letor")
+
+
+def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
+    """`new` with each skipped section taken from an earlier full run `old`; `section_dates` says
+    when each section was measured (a section re-measured alone is dated apart from the rest)."""
+    dates = old.get("section_dates") or {name: old["date"] for name in SECTIONS if name in old}
+    merged = dict(new)
+    for name in SECTIONS:
+        if name in skipped and old.get(name, {}).get("status") != "skipped" and name in old:
+            merged[name] = old[name]
+        elif name not in skipped and name in new:
+            dates[name] = new["date"]
+    merged["section_dates"] = {name: dates[name] for name in SECTIONS
+                               if name in dates and merged.get(name, {}).get("status") != "skipped"}
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.run")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, short durations (CI)")
@@ -771,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--img-dir", default=None, help="default: <doc dir>/img")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip (serving,lookup,training,drift,shadow,search,letor)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the skipped sections' figures (and their dates) from the existing --out file")
     args = ap.parse_args(argv)
     p = QUICK if args.quick else FULL
     skip = set(filter(None, args.skip.split(",")))
@@ -801,6 +824,9 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["bench_seconds"] = round(time.monotonic() - t, 1)
         results["demo"] = demo_stages()
         results["seconds"] = round(time.monotonic() - started, 1)
+        if args.merge and Path(args.out).exists():
+            results = merge_results(json.loads(Path(args.out).read_text()), results, skip)
+            skip = {name for name in skip if results.get(name, {}).get("status") == "skipped"}
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2, default=str) + "\n")

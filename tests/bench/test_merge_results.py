@@ -1,0 +1,20 @@
+"""Re-measuring some bench sections alone keeps the others, each dated by the run that measured it."""
+
+from __future__ import annotations
+
+from bench.run import merge_results
+
+
+def test_skipped_sections_come_from_the_earlier_run_with_their_dates():
+    old = {"date": "2026-11-01", "serving": {"p99": 30.0}, "drift": {"s": 0.9}, "letor": {"status": "skipped"}}
+    new = {"date": "2026-11-21", "serving": {"p99": 8.0}, "drift": {"status": "skipped"},
+           "letor": {"status": "skipped"}}
+    merged = merge_results(old, new, {"drift", "letor"})
+    assert merged["serving"] == {"p99": 8.0} and merged["drift"] == {"s": 0.9}
+    assert merged["letor"] == {"status": "skipped"}  # nothing to keep
+    assert merged["section_dates"] == {"serving": "2026-11-21", "drift": "2026-11-01"}
+    # a third run keeps the per-section dates of the merged one
+    again = merge_results(merged, {"date": "2026-11-22", "drift": {"s": 0.8}, "serving": {"status": "skipped"}},
+                          {"serving"})
+    assert again["section_dates"]["serving"] == "2026-11-21" and again["section_dates"]["drift"] == "2026-11-22"
+    assert again["serving"] == {"p99": 8.0}
