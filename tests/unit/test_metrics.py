@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 
@@ -169,11 +171,14 @@ def test_bucketed_score_ks_is_what_the_prometheus_histograms_give():
     a, b = rng.beta(0.5, 20, 3000), rng.beta(2, 8, 2000)  # rare-positive-like vs shifted scores
     cdfs = []
     for sample in (a, b):
+        # a name of its own: once another test has put prometheus_client in multiprocess mode, values
+        # live in per-process files keyed by name, and a fresh registry alone would not start at zero
+        name = f"s_{uuid.uuid4().hex}"
         reg = CollectorRegistry()
-        h = Histogram("s", "scores", buckets=SCORE_BUCKETS, registry=reg)
+        h = Histogram(name, "scores", buckets=SCORE_BUCKETS, registry=reg)
         for x in sample:
             h.observe(x)
-        cum = {float(s.labels["le"]): s.value for m in reg.collect() for s in m.samples if s.name == "s_bucket"}
+        cum = {float(s.labels["le"]): s.value for m in reg.collect() for s in m.samples if s.name == f"{name}_bucket"}
         cdfs.append(np.array([cum[le] for le in SCORE_BUCKETS]) / len(sample))
     assert bucketed_score_ks(a, b) == pytest.approx(float(np.max(np.abs(cdfs[0] - cdfs[1]))))
     assert 0.3 < bucketed_score_ks(a, b) <= 1.0
