@@ -16,6 +16,7 @@ import re
 import time
 from typing import Callable
 
+import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 ROLES = ("stable", "canary", "shadow")
@@ -29,8 +30,6 @@ SCORE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.
 def bucketed_score_ks(a, b) -> float:
     """Kolmogorov-Smirnov distance between two score samples as the rollout check sees them
     online: the largest gap between their cumulative shares at the SCORE_BUCKETS bounds."""
-    import numpy as np
-
     edges = np.asarray(SCORE_BUCKETS)
     cdf = [np.searchsorted(np.sort(np.asarray(x, dtype=float)), edges, side="right") / max(len(x), 1) for x in (a, b)]
     return float(np.max(np.abs(cdf[0] - cdf[1])))

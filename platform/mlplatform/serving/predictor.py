@@ -67,15 +67,16 @@ _COLUMN_DTYPES = {"int": np.int64, "float": np.float64, "bool": np.bool_, "str":
 
 def matrix_scorer(trainer, model, features: list[str]):
     """A scorer of the model's input matrix (rows x `features`, float64) that skips the DataFrame
-    `trainer.predict` takes, or None. Only for the platform's xgboost trainer, whose predict is
-    `inplace_predict(frame[model.feature_names].to_numpy(float32))`: the same call on the same
-    values, minus building the frame and selecting its columns (~0.3 ms of a one-row request).
-    `TenantPredictor.load` checks it against `trainer.predict` before using it."""
-    from mlplatform.training import xgboost_trainer
+    `trainer.predict` takes, or None: for a trainer module that offers `predict_matrix(model, x)`
+    (xgboost_trainer does) and a model whose inputs are `features` in that order. Building the frame
+    and selecting its columns was ~0.3 ms of a one-row request. `TenantPredictor.load` checks it
+    against `trainer.predict` before using it."""
+    from mlplatform.registry.champion_eval import model_features
 
-    if trainer.predict is not xgboost_trainer.predict or list(getattr(model, "feature_names", None) or []) != features:
+    predict_matrix = getattr(trainer, "predict_matrix", None)
+    if predict_matrix is None or model_features(model, []) != list(features):
         return None
-    return lambda x: model.inplace_predict(x.astype(np.float32))
+    return lambda x: predict_matrix(model, x)
 
 
 class ModelLoadError(RuntimeError):

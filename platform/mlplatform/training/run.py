@@ -80,7 +80,6 @@ def train_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineag
 
     champion = champion_eval.evaluate_champion(cfg, ws, valid_df, champion_metrics)
 
-
     def classification_artifacts() -> None:
         mlflow.log_figure(pr_curve_figure(y_valid, scores, f"{cfg.name}: validation PR curve"), "plots/pr_curve.png")
         # what the predictor compares live traffic with: the validation window (the newest data,

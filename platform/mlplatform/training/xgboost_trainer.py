@@ -1,8 +1,10 @@
 """XGBoost binary classifier trained through Ray Train on a local Ray, with an optional Ray Tune search.
 
 A trainer module exposes: `train(cfg, train_df, valid_df, storage) -> Trained`, `log_model(booster, ...)`
-for MLflow, `load_model(uri)` and `predict(model, frame) -> scores`. The tenant file names the module
-in `model.trainer`, so another library plugs in the same way.
+for MLflow, `load_model(uri)` and `predict(model, frame) -> scores`; optionally
+`predict_matrix(model, x) -> scores` on rows x the model's inputs, which lets the online predictor skip
+building a DataFrame. The tenant file names the module in `model.trainer`, so another library plugs
+in the same way.
 """
 
 from __future__ import annotations
@@ -211,8 +213,13 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
 
 
 def predict(model: xgboost.Booster, frame: pd.DataFrame) -> np.ndarray:
-    # inplace_predict on a float32 array skips building a DMatrix: ~3x cheaper for one row (serving)
-    return model.inplace_predict(frame[model.feature_names].to_numpy(np.float32))
+    return predict_matrix(model, frame[model.feature_names].to_numpy(np.float32))
+
+
+def predict_matrix(model: xgboost.Booster, x: np.ndarray) -> np.ndarray:
+    """Scores of rows x `model.feature_names` (the predictor's pandas-free path, serving.predictor).
+    inplace_predict on a float32 array skips building a DMatrix: ~3x cheaper for one row."""
+    return model.inplace_predict(np.asarray(x, dtype=np.float32))
 
 
 def log_model(model: xgboost.Booster, signature, input_example) -> Any:
