@@ -13,18 +13,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp
 
 WORKDIR /app
-# Dependencies first (cached while only code changes), then the code itself.
-COPY pyproject.toml ./
+# Dependencies first (cached while only code changes), from the runtime lock: every package pinned
+# and hash-checked. torch's CPU build (torch==2.13.0+cpu) comes from PyTorch's CPU wheel index
+# (TORCH_WHEELS, the Makefile's TORCH_INDEX); nothing else is resolved here, so no CUDA build.
+# The lock is for Linux x86_64 (on an arm64 host, build with --platform linux/amd64).
+ARG TORCH_WHEELS=https://download.pytorch.org/whl/cpu/torch/
+COPY requirements/runtime.txt requirements/runtime.txt
 RUN python -m venv /opt/venv \
- && python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-    > /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt \
-    # cluster mode: Postgres for MLflow, Redis for Feast, KFP Kubernetes settings for RayJob steps
-    "psycopg2-binary>=2.9" "psycopg[binary]>=3.2" "redis>=5" "kfp-kubernetes~=2.17.0"
+ && pip install --require-hashes --find-links "$TORCH_WHEELS" -r requirements/runtime.txt
 
 COPY . .
-# Not editable: the image must not depend on the source tree layout at run time.
-RUN pip install --no-deps . && mlplatform --help >/dev/null
+# Not editable: the image must not depend on the source tree layout at run time. No deps and no
+# build isolation: everything, setuptools included, came from the lock above.
+RUN pip install --no-deps --no-build-isolation . && mlplatform --help >/dev/null
 
 # Non-root, matching the charts' runAsUser; nothing in the image needs to be writable
 # (the charts mount /tmp as an emptyDir and set readOnlyRootFilesystem).

@@ -11,18 +11,44 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo demo-loop test test-fast verify pipelines schema clean up down status crds schema-check tools bench
+.PHONY: help venv lock demo demo-loop test test-fast verify pipelines schema clean up down status crds schema-check tools bench
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-venv: $(VENV)/.installed ## Create .venv and install mlplatform with its test and cluster tools
+venv: $(VENV)/.installed ## Create .venv from requirements/dev.txt (the lock), then mlplatform itself
 
-$(VENV)/.installed: pyproject.toml
+# Everything installs from a lock with pip (hash-checked); the project last, editable, with no deps.
+# prune.py first removes what the lock no longer names (before the install, which may put another
+# distribution's files in the same place), so `pip freeze --all` equals the lock (a test checks).
+$(VENV)/.installed: pyproject.toml requirements/dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,cluster]'
+	$(PY) requirements/prune.py requirements/dev.txt
+	$(PIP_LOCKED) -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+# --- dependencies ----------------------------------------------------------------------------------
+# pyproject.toml holds the policy (ranges); requirements/*.txt hold the fact (every package pinned,
+# with hashes, for Python 3.11 on Linux x86_64): runtime.txt is what the image installs, dev.txt the
+# same pins plus tests and cluster tools, checkov.txt checkov's own venv.
+# torch is locked as its CPU build (torch==2.13.0+cpu), which PyPI does not have: pip and uv find it
+# on PyTorch's CPU wheel index, or in a local wheel folder that pip's own configuration names
+# (find-links), as on our CI machines, where that index cannot be reached. Never a CUDA build.
+TORCH_CPU_WHEEL := torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu/torch/
+PIP_FIND_LINKS_DIRS = $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+TORCH_WHEELS ?= $(or $(firstword $(foreach d,$(PIP_FIND_LINKS_DIRS),$(if $(wildcard $(d)/$(TORCH_CPU_WHEEL)),$(d)))),$(TORCH_INDEX))
+PIP_LOCKED = $(PY) -m pip install --quiet --require-hashes --find-links $(TORCH_WHEELS)
+LOCK_ARGS ?=
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--generate-hashes --find-links $(TORCH_WHEELS) --custom-compile-command 'make lock' $(LOCK_ARGS)
+
+lock: venv ## Re-lock requirements/*.txt from pyproject.toml (LOCK_ARGS=--upgrade: newest allowed versions)
+	$(UV_COMPILE) pyproject.toml requirements/installers.in --extra image -o requirements/runtime.txt
+	$(UV_COMPILE) pyproject.toml requirements/installers.in requirements/dev.in --extra image --extra test \
+		--extra cluster -c requirements/runtime.txt -o requirements/dev.txt
+	echo 'checkov==$(CHECKOV_VERSION)' | $(UV_COMPILE) - requirements/installers.in -o requirements/checkov.txt
 
 demo: venv ## Run the embedded platform end to end (TENANTS="fraud search"; writes runs/latest/summary.json)
 	$(CLI) demo $(TENANTS)
@@ -56,9 +82,9 @@ CHECKOV_VENV := $(VENV)/tools/checkov
 tools: $(CHECKOV_VENV)/bin/checkov ## Install checkov into its own venv (its pins conflict with ray's)
 
 # checkov 3.3 pins packaging<24 while ray and pytest need packaging>=24: it cannot live in .venv.
-$(CHECKOV_VENV)/bin/checkov: platform/cluster/versions.env
+$(CHECKOV_VENV)/bin/checkov: requirements/checkov.txt
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/checkov.txt
 	@touch $@
 
 up: venv ## Create the kind cluster and install the whole stack and every tenant (needs Docker)

@@ -26,7 +26,7 @@ def helm():
     try:
         import helm_python
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        require(False, f"helm-python-sdk is not installed ({exc}); pip install -e '.[cluster]'")
+        require(False, f"helm-python-sdk is not installed ({exc}); run `make venv`")
     return helm_python
 
 

@@ -47,7 +47,7 @@ def require_module(name: str) -> None:
     try:
         __import__(name)
     except ImportError:
-        require(False, f"python package {name!r} is not installed (pip install -e '.[test]')")
+        require(False, f"python package {name!r} is not installed (run `make venv`)")
 
 
 # --- MLflow with a Postgres backend store -----------------------------------------------------

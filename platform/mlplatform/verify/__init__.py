@@ -96,7 +96,7 @@ def run_all(repo_root: str | Path = ".") -> Report:
     try:
         cases = render.render_all(root)
     except ImportError as exc:
-        report.add("helm render", [], skip=f"helm-python-sdk is not installed ({exc}); pip install -e '.[cluster]'")
+        report.add("helm render", [], skip=f"helm-python-sdk is not installed ({exc}); run `make venv`")
         return report
     except Exception as exc:  # a template or values error is a failure, with Helm's message
         report.add("helm render", [f"{type(exc).__name__}: {exc}"])
