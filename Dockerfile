@@ -23,9 +23,12 @@ RUN python -m venv /opt/venv \
  && pip install --require-hashes --find-links "$TORCH_WHEELS" -r requirements/runtime.txt
 
 COPY . .
-# Not editable: the image must not depend on the source tree layout at run time. No deps and no
-# build isolation: everything, setuptools included, came from the lock above.
-RUN pip install --no-deps --no-build-isolation . && mlplatform --help >/dev/null
+# The platform and the tenants' packages (TENANTS: their folders; a tenant's dependencies must be in
+# the lock, requirements/runtime.in). Not editable: the image must not depend on the source tree
+# layout at run time. No deps and no build isolation: everything, setuptools included, is locked.
+ARG TENANTS="examples/fraud examples/search"
+RUN pip install --no-deps --no-build-isolation . $(for t in $TENANTS; do echo "./$t"; done) \
+ && mlplatform --help >/dev/null
 
 # Non-root, matching the charts' runAsUser; nothing in the image needs to be writable
 # (the charts mount /tmp as an emptyDir and set readOnlyRootFilesystem).

@@ -21,11 +21,11 @@ venv: $(VENV)/.installed ## Create .venv from requirements/dev.txt (the lock), t
 # Everything installs from a lock with pip (hash-checked); the project last, editable, with no deps.
 # prune.py first removes what the lock no longer names (before the install, which may put another
 # distribution's files in the same place), so `pip freeze --all` equals the lock (a test checks).
-$(VENV)/.installed: pyproject.toml requirements/dev.txt
+$(VENV)/.installed: pyproject.toml requirements/dev.txt $(addsuffix /pyproject.toml,$(filter-out .,$(OWN_PACKAGES)))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) requirements/prune.py requirements/dev.txt
 	$(PIP_LOCKED) -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation $(addprefix -e ,$(OWN_PACKAGES))
 	@touch $@
 
 # --- dependencies ----------------------------------------------------------------------------------
@@ -40,14 +40,19 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu/torch/
 PIP_FIND_LINKS_DIRS = $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 TORCH_WHEELS ?= $(or $(firstword $(foreach d,$(PIP_FIND_LINKS_DIRS),$(if $(wildcard $(d)/$(TORCH_CPU_WHEEL)),$(d)))),$(TORCH_INDEX))
 PIP_LOCKED = $(PY) -m pip install --quiet --require-hashes --find-links $(TORCH_WHEELS)
+# The project's own packages: the platform and the tenants in requirements/runtime.in, installed
+# from source (editable, --no-deps) after the lock.
+OWN_PACKAGES := . $(shell sed -n 's|^-e \./\([^[ ]*\).*|\1|p' requirements/runtime.in)
+NO_EMIT_OWN = --no-emit-package mlplatform $(foreach p,$(filter-out .,$(OWN_PACKAGES)),--no-emit-package \
+	$(shell sed -n 's/^name = "\(.*\)"/\1/p' $(p)/pyproject.toml))
 LOCK_ARGS ?=
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	--generate-hashes --find-links $(TORCH_WHEELS) --custom-compile-command 'make lock' $(LOCK_ARGS)
 
 lock: venv ## Re-lock requirements/*.txt from pyproject.toml (LOCK_ARGS=--upgrade: newest allowed versions)
-	$(UV_COMPILE) pyproject.toml requirements/installers.in --extra image -o requirements/runtime.txt
-	$(UV_COMPILE) pyproject.toml requirements/installers.in requirements/dev.in --extra image --extra test \
-		--extra cluster -c requirements/runtime.txt -o requirements/dev.txt
+	$(UV_COMPILE) $(NO_EMIT_OWN) requirements/runtime.in requirements/installers.in -o requirements/runtime.txt
+	$(UV_COMPILE) $(NO_EMIT_OWN) requirements/dev.in requirements/installers.in -c requirements/runtime.txt \
+		-o requirements/dev.txt
 	echo 'checkov==$(CHECKOV_VERSION)' | $(UV_COMPILE) - requirements/installers.in -o requirements/checkov.txt
 
 demo: venv ## Run the embedded platform end to end (TENANTS="fraud search"; writes runs/latest/summary.json)

@@ -21,8 +21,6 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[2]
 REQ = ROOT / "requirements"
 FIX = "run `make lock` (then `make test`)"
-# The project's own distributions: installed editable, with no deps, never locked.
-OWN = {"mlplatform"}
 
 
 @dataclass
@@ -42,38 +40,61 @@ def read_lock(path: Path) -> dict[str, Pin]:
             current = pins[canonicalize_name(m.group(1))] = Pin(Version(m.group(3)))
         elif current and line.startswith("--hash="):
             current.hashes.append(line.removeprefix("--hash=").rstrip(" \\"))
-        elif current and line.startswith("#") and line != "# via":
+        elif current and raw.startswith("    #") and line != "# via":  # indented: this pin's sources
             current.via.append(line.lstrip("# ").removeprefix("via ").strip())
     return pins
 
 
-def pyproject() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def project(folder: Path) -> dict:
+    return tomllib.loads((folder / "pyproject.toml").read_text())["project"]
 
 
-def declared(extras: list[str], inputs: list[str]) -> list[Requirement]:
-    """What a lock is compiled from: the project's dependencies and extras, plus requirements/*.in."""
-    project = pyproject()
-    reqs = [Requirement(r) for r in project["dependencies"]]
-    for extra in extras:
-        reqs += [Requirement(r) for r in project["optional-dependencies"][extra]]
-    for name in inputs:
-        reqs += [Requirement(line.split("#")[0]) for line in (REQ / name).read_text().splitlines()
-                 if line.split("#")[0].strip()]
-    return reqs
+def editable(line: str) -> tuple[Path, list[str]]:
+    """`-e ./examples/fraud` or `-e .[image,test]` -> (the project folder, its extras). Paths are
+    relative to the repository root, where `make lock` runs uv."""
+    m = re.match(r"-e\s+([^\[\s]+)(?:\[([^\]]*)\])?", line)
+    return (ROOT / m.group(1)).resolve(), [e for e in (m.group(2) or "").split(",") if e]
 
 
-LOCKS = {  # lock -> (extras of pyproject.toml, requirements/*.in files) it is compiled from
-    "runtime.txt": (["image"], ["installers.in"]),
-    "dev.txt": (["image", "test", "cluster"], ["installers.in", "dev.in"]),
+def own_packages() -> set[str]:
+    """The project's own distributions (the platform, the tenants): installed editable, with no
+    deps, never locked."""
+    lines = (REQ / "runtime.in").read_text().splitlines()
+    return {canonicalize_name(project(editable(line)[0])["name"])
+            for line in lines if line.startswith("-e ")}
+
+
+def declared(name: str) -> list[Requirement]:
+    """What requirements/NAME asks for: its lines, the projects it names with `-e` (their
+    dependencies and the extras asked for) and the files it names with `-r`."""
+    path, reqs = REQ / name, []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#")[0].strip()
+        if not line:
+            continue
+        if line.startswith("-r "):
+            reqs += declared(line.removeprefix("-r ").strip())
+        elif line.startswith("-e "):
+            folder, extras = editable(line)
+            meta = project(folder)
+            reqs += [Requirement(r) for r in meta["dependencies"]]
+            reqs += [Requirement(r) for e in extras for r in meta["optional-dependencies"][e]]
+        else:
+            reqs.append(Requirement(line))
+    own = own_packages()
+    return [r for r in reqs if canonicalize_name(r.name) not in own]
+
+
+LOCKS = {  # lock -> the requirements/*.in files it is compiled from
+    "runtime.txt": ["runtime.in", "installers.in"],
+    "dev.txt": ["dev.in", "installers.in"],
 }
 
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
 def test_every_declared_dependency_is_locked_within_its_range(lock):
     pins = read_lock(REQ / lock)
-    extras, inputs = LOCKS[lock]
-    for req in declared(extras, inputs):
+    for req in (r for name in LOCKS[lock] for r in declared(name)):
         pin = pins.get(canonicalize_name(req.name))
         assert pin, f"{req} is declared but not in requirements/{lock}: {FIX}"
         # the CPU build's local label (+cpu) is not part of the declared range
@@ -84,10 +105,10 @@ def test_every_declared_dependency_is_locked_within_its_range(lock):
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
 def test_nothing_is_locked_as_a_direct_dependency_that_pyproject_no_longer_declares(lock):
-    extras, inputs = LOCKS[lock]
-    names = {canonicalize_name(r.name) for r in declared(extras, inputs)}
+    names = {canonicalize_name(r.name) for name in LOCKS[lock] for r in declared(name)}
+    sources = own_packages() | {f"-r requirements/{name}" for name in LOCKS[lock]}
     for name, pin in read_lock(REQ / lock).items():
-        direct = any(v.startswith(("mlplatform (pyproject.toml)", "-r requirements/")) for v in pin.via)
+        direct = any(canonicalize_name(v.split(" ")[0]) in sources or v in sources for v in pin.via)
         assert not direct or name in names, \
             f"requirements/{lock} locks {name} as a direct dependency that is no longer declared: {FIX}"
 
@@ -131,7 +152,7 @@ def test_this_venv_holds_exactly_the_dev_lock():
         if "==" in line and not line.startswith(("#", "-e")):
             name, version = line.split("==", 1)
             installed[canonicalize_name(name)] = Version(version)
-    installed = {n: v for n, v in installed.items() if n not in OWN}
+    installed = {n: v for n, v in installed.items() if n not in own_packages()}
     locked = {n: p.version for n, p in read_lock(REQ / "dev.txt").items()}
     missing = {n: str(v) for n, v in locked.items() if installed.get(n) != v}
     extra = {n: str(v) for n, v in installed.items() if n not in locked}

@@ -6,7 +6,9 @@ case "$(action "$@")" in
   install)
     if ! docker image inspect "${MLPLATFORM_IMAGE}" >/dev/null 2>&1; then
       log "building ${MLPLATFORM_IMAGE} (first build takes several minutes)"
-      docker build -t "${MLPLATFORM_IMAGE}" "${REPO_ROOT}"
+      # IMAGE_TENANTS: the tenant packages baked into the image (folders; the Dockerfile's TENANTS)
+      docker build -t "${MLPLATFORM_IMAGE}" \
+        --build-arg TENANTS="${IMAGE_TENANTS:-examples/fraud examples/search}" "${REPO_ROOT}"
     fi
     log "loading ${MLPLATFORM_IMAGE} into kind"
     kind load docker-image "${MLPLATFORM_IMAGE}" --name "${KIND_CLUSTER_NAME}"
