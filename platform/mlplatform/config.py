@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlplatform.errors import UserError
+
 NAME_RE = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"  # usable as a Kubernetes namespace and an MLflow model name
 DOTTED_RE = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # "package.module:function"
 
@@ -605,7 +607,7 @@ class TenantConfig(Strict):
         return self.source_path.parent if self.source_path else Path.cwd()
 
 
-class TenantConfigError(ValueError):
+class TenantConfigError(ValueError, UserError):
     """A tenant file that cannot be used; the message names the file and the key path."""
 
 

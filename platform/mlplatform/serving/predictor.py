@@ -40,6 +40,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplatform.config import TenantConfig
+from mlplatform.errors import UserError
 from mlplatform.plugins import resolve
 from mlplatform.serving.inputs import RequestSchema
 from mlplatform.serving.metrics import ServingMetrics, check_role, default_metrics
@@ -79,7 +80,7 @@ def matrix_scorer(trainer, model, features: list[str]):
     return lambda x: predict_matrix(model, x)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(RuntimeError, UserError):
     """The model cannot be served (no such alias, missing tags, unloadable model or feature store)."""
 
 
