@@ -81,6 +81,10 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
     raise typer.Exit(code)
 
 
+def _note(text: str) -> None:
+    console.print(f"[yellow]note:[/] {escape(text)}")
+
+
 @app.command()
 def demo(
     tenants: Annotated[Optional[list[str]], typer.Argument(help="tenant names or files (default: fraud search)")] = None,
@@ -229,6 +233,11 @@ def tenant_new(
     valid: Annotated[Optional[Path], typer.Option(help="LETOR validation file (with --from-letor)")] = None,
     test: Annotated[Optional[Path], typer.Option(help="LETOR test file (with --from-letor)")] = None,
     timestamp: Annotated[Optional[str], typer.Option(help="event time column (default: file order)")] = None,
+    timestamp_unit: Annotated[Optional[str], typer.Option(
+        help="the time column holds numbers: s, ms, us or ns since --timestamp-origin (ingest converts them)")] = None,
+    timestamp_origin: Annotated[Optional[str], typer.Option(
+        help="with --timestamp-unit: the instant the numbers count from, e.g. 2024-01-01T00:00:00Z "
+             "(default: the Unix epoch)")] = None,
     entity: Annotated[Optional[str], typer.Option(help="entity key column (default: a generated row id)")] = None,
     out_dir: Annotated[Path, typer.Option("--dir", help="where tenants live")] = Path("tenants"),
     overwrite: Annotated[bool, typer.Option(help="replace an existing tenant folder")] = False,
@@ -241,14 +250,12 @@ def tenant_new(
         raise UserError("give exactly one of --from-table PATH --label COL, or --from-letor TRAIN_FILE")
     if from_table is not None and not label:
         raise UserError("--from-table needs --label COL")
-    try:
-        if from_letor is not None:
-            path = scaffold_letor_tenant(name, from_letor, valid, test, out_dir=out_dir, overwrite=overwrite)
-        else:
-            path = scaffold_tenant(name, from_table, label, timestamp=timestamp, entity=entity, out_dir=out_dir,
-                                   overwrite=overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        raise UserError(str(err)) from err
+    if from_letor is not None:
+        path = scaffold_letor_tenant(name, from_letor, valid, test, out_dir=out_dir, overwrite=overwrite)
+    else:
+        path = scaffold_tenant(name, from_table, label, timestamp=timestamp, timestamp_unit=timestamp_unit,
+                               timestamp_origin=timestamp_origin, entity=entity, out_dir=out_dir,
+                               overwrite=overwrite, on_note=_note)
     console.print(f"[green]created[/] {escape(str(path))}\nnext: review it, then [bold]mlplatform run {name}[/]")
 
 

@@ -76,12 +76,14 @@ def test_tenant_name_rule_is_printed_intact(tmp_path):
 
 
 def test_bad_tables_and_options_are_expected_errors(tmp_path):
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
     pd.DataFrame({"ts": [1, 2], "y": [0, 1], "x": [1.0, 2.0]}).to_csv(tmp_path / "t.csv", index=False)
     new = ["tenant", "new", "tbl", "--dir", str(tmp_path / "tenants")]
     cases = {
         ("--from-table", str(tmp_path / "nope.csv"), "--label", "y"): "nope.csv: no such table",
+        ("--from-table", str(tmp_path / "broken.parquet"), "--label", "y"): "cannot be read as a table",
         ("--from-table", str(tmp_path / "t.csv"), "--label", "nope"): "label column 'nope' is not in",
-        ("--from-table", str(tmp_path / "t.csv"), "--label", "y", "--timestamp", "ts"): "is numeric (int64)",
+        ("--from-table", str(tmp_path / "t.csv"), "--label", "y", "--timestamp", "ts"): "--timestamp-unit s|ms|us|ns",
         ("--from-table", str(tmp_path / "t.csv")): "--from-table needs --label COL",
         ("--label", "y"): "give exactly one of",
     }
