@@ -9,14 +9,42 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+from mlplatform.errors import UserError
+
+EXIT_USER_ERROR = 2  # an expected error (bad tenant file, unknown tenant, no model, ...), as for usage errors
+EXIT_FAILED = 1  # a command ran and failed (a pipeline, the demo's smoke test, ...)
+
+
+class CommandFailed(Exception):
+    """A command ran and failed for a reason that is not a bug in itself (a pipeline step, the demo):
+    the message says where its logs are; the traceback (of the cause) only with --debug."""
+
+
+class _Cli(TyperGroup):
+    """The top-level group: every command runs inside its invoke, so expected errors become one
+    clean message here, in one place. `--debug` (read from the parsed options) keeps the traceback."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except (UserError, CommandFailed) as err:
+            if ctx.params.get("debug"):
+                raise
+            err_console.print(f"[red]error:[/] {escape(str(err))}")
+            raise typer.Exit(EXIT_USER_ERROR if isinstance(err, UserError) else EXIT_FAILED) from None
+
+
+app = typer.Typer(cls=_Cli, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="mlplatform: validate, featurize, train, register, serve and monitor ML tenants.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Create tenants.")
 pipelines_app = typer.Typer(no_args_is_help=True, help="Compile and check KFP pipelines.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(pipelines_app, name="pipelines")
 console = Console()
+err_console = Console(stderr=True)
 
 HomeOpt = Annotated[Optional[str], typer.Option("--home", help="workspace folder (default $MLPLATFORM_HOME or ./.mlplatform)")]
 
@@ -40,9 +68,21 @@ def _parse_args(pairs: list[str]) -> dict:
     return out
 
 
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[red]error:[/] {message}")
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of any error, expected or not")] = False,
+) -> None:
+    """Options for every command; _Cli.invoke reads `debug` from the parsed options."""
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    """A failed check with nothing more to show (a smoke test, stale pipelines): the message, plain text."""
+    err_console.print(f"[red]error:[/] {escape(message)}")
     raise typer.Exit(code)
+
+
+def _note(text: str) -> None:
+    console.print(f"[yellow]note:[/] {escape(text)}")
 
 
 @app.command()
@@ -59,8 +99,10 @@ def demo(
     files = [_tenant_path(t) for t in (tenants or ["fraud", "search"])]
     try:
         summary = run_demo(files, Workspace.from_env(home), runs, _parse_args(data_arg), console)
-    except Exception as err:  # noqa: BLE001 - show the reason, not a traceback, then fail
-        _fail(f"{err}\n(logs: {runs / 'latest'})")
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the reason and the logs, which have the rest
+        raise CommandFailed(f"{err}\n(logs: {runs / 'latest'})") from err
     if any(t["serving"]["smoke"]["errors"] for t in summary["tenants"].values()):
         _fail("the smoke test saw errors")
 
@@ -87,8 +129,10 @@ def run(
     rid = run_id or f"run-{datetime.now(timezone.utc).strftime('%Y%m%dt%H%M%Sz')}"
     try:
         record = run_pipeline(console, path, ws, rid, run_dir)
+    except UserError:
+        raise
     except Exception as err:  # noqa: BLE001
-        _fail(f"pipeline failed: {err}\n(log: {run_dir / (cfg.name + '-pipeline.log')})")
+        raise CommandFailed(f"pipeline failed: {err}\n(log: {run_dir / (cfg.name + '-pipeline.log')})") from err
     console.print_json(json.dumps(record))
     if serve_after:
         serve(str(path), home=home)
@@ -109,8 +153,10 @@ def loop(
     try:
         result = run_loop(_tenant_path(tenant), Workspace.from_env(home) if home else None, runs,
                           _parse_args(data_arg), console)
+    except UserError:
+        raise
     except Exception as err:  # noqa: BLE001
-        _fail(f"{err}\n(logs: {runs / 'latest'})")
+        raise CommandFailed(f"{err}\n(logs: {runs / 'latest'})") from err
     console.print(f"decision: {result.get('decision', {}).get('outcome')}  ({result['seconds']:.0f} s)")
 
 
@@ -153,13 +199,14 @@ def rollout(
         from mlplatform.rollout.backends import EmbeddedNginxBackend
 
         target = EmbeddedNginxBackend(cfg, ws, proxy_port, stable_address=stable)
-        console.print(f"proxy: {target.up()}")
+        console.print(f"proxy: {escape(str(target.up()))}")
 
-    def show(state, step) -> None:
-        console.print(f"{step['time']}  {step['action']:<11} {state.phase:<11} {state.weight:>3}%  {step['reason']}")
+    def show(state, step) -> None:  # reasons quote PromQL and errors: plain text, not markup
+        console.print(f"{step['time']}  {step['action']:<11} {state.phase:<11} {state.weight:>3}%  {step['reason']}",
+                      markup=False)
 
     state = run_rollout(cfg, ws, target, prometheus, on_step=show, metrics_port=metrics_port, max_seconds=max_seconds)
-    console.print(f"final: {state.phase} ({state.reason})")
+    console.print(f"final: {state.phase} ({state.reason})", markup=False)
     if state.phase == "rolled_back":
         raise typer.Exit(3)
 
@@ -186,6 +233,11 @@ def tenant_new(
     valid: Annotated[Optional[Path], typer.Option(help="LETOR validation file (with --from-letor)")] = None,
     test: Annotated[Optional[Path], typer.Option(help="LETOR test file (with --from-letor)")] = None,
     timestamp: Annotated[Optional[str], typer.Option(help="event time column (default: file order)")] = None,
+    timestamp_unit: Annotated[Optional[str], typer.Option(
+        help="the time column holds numbers: s, ms, us or ns since --timestamp-origin (ingest converts them)")] = None,
+    timestamp_origin: Annotated[Optional[str], typer.Option(
+        help="with --timestamp-unit: the instant the numbers count from, e.g. 2024-01-01T00:00:00Z "
+             "(default: the Unix epoch)")] = None,
     entity: Annotated[Optional[str], typer.Option(help="entity key column (default: a generated row id)")] = None,
     out_dir: Annotated[Path, typer.Option("--dir", help="where tenants live")] = Path("tenants"),
     overwrite: Annotated[bool, typer.Option(help="replace an existing tenant folder")] = False,
@@ -195,18 +247,16 @@ def tenant_new(
     from mlplatform.scaffold_letor import scaffold_letor_tenant
 
     if (from_table is None) == (from_letor is None):
-        _fail("give exactly one of --from-table PATH --label COL, or --from-letor TRAIN_FILE")
+        raise UserError("give exactly one of --from-table PATH --label COL, or --from-letor TRAIN_FILE")
     if from_table is not None and not label:
-        _fail("--from-table needs --label COL")
-    try:
-        if from_letor is not None:
-            path = scaffold_letor_tenant(name, from_letor, valid, test, out_dir=out_dir, overwrite=overwrite)
-        else:
-            path = scaffold_tenant(name, from_table, label, timestamp=timestamp, entity=entity, out_dir=out_dir,
-                                   overwrite=overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        _fail(str(err))
-    console.print(f"[green]created[/] {path}\nnext: review it, then [bold]mlplatform run {name}[/]")
+        raise UserError("--from-table needs --label COL")
+    if from_letor is not None:
+        path = scaffold_letor_tenant(name, from_letor, valid, test, out_dir=out_dir, overwrite=overwrite)
+    else:
+        path = scaffold_tenant(name, from_table, label, timestamp=timestamp, timestamp_unit=timestamp_unit,
+                               timestamp_origin=timestamp_origin, entity=entity, out_dir=out_dir,
+                               overwrite=overwrite, on_note=_note)
+    console.print(f"[green]created[/] {escape(str(path))}\nnext: review it, then [bold]mlplatform run {name}[/]")
 
 
 @pipelines_app.command("compile")
@@ -223,7 +273,7 @@ def pipelines_compile(
         console.print("compiled pipelines are current")
         return
     for path in compile_all():
-        console.print(f"compiled {path}")
+        console.print(f"compiled {escape(str(path))}")
 
 
 @app.command()
@@ -234,7 +284,7 @@ def schema(
     from mlplatform.config import tenant_json_schema
 
     out.write_text(json.dumps(tenant_json_schema(), indent=2, sort_keys=True) + "\n")
-    console.print(f"wrote {out}")
+    console.print(f"wrote {escape(str(out))}")
 
 
 @app.command()
@@ -273,9 +323,7 @@ def quality(
     try:
         record = run_quality_job(load_tenant(_tenant_path(tenant)), Workspace.from_env(home), role=role)
     except FeedbackError as err:
-        from rich.markup import escape
-
-        _fail(f"bad feedback: {escape(str(err))}")
+        raise FeedbackError(f"bad feedback: {err}") from err
     console.print_json(json.dumps(record))
 
 
@@ -287,7 +335,7 @@ def rules(
     """Render the tenant's Prometheus rule file from charts/tenant (the cluster's PrometheusRule)."""
     from mlplatform.monitoring.rules import render_rules
 
-    console.print(str(render_rules(_tenant_path(tenant), out)))
+    console.print(escape(str(render_rules(_tenant_path(tenant), out))))
 
 
 def main() -> None:  # pragma: no cover

@@ -8,11 +8,14 @@ Unknown keys are errors, reported with the key's path. Importing this module has
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlplatform.errors import UserError
 
 NAME_RE = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"  # usable as a Kubernetes namespace and an MLflow model name
 DOTTED_RE = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # "package.module:function"
@@ -25,6 +28,7 @@ class Strict(BaseModel):
 # --- data -------------------------------------------------------------------------------------
 
 ColumnType = Literal["int", "float", "str", "bool", "datetime"]
+TimeUnit = Literal["s", "ms", "us", "ns"]
 
 
 class Column(Strict):
@@ -86,6 +90,12 @@ class DataConfig(Strict):
     generator_args: dict[str, Any] = Field(default_factory=dict)
     path: str | None = Field(default=None, description="CSV/parquet file or folder of parquet partitions (source: table)")
     timestamp: str
+    timestamp_unit: TimeUnit | None = Field(
+        default=None, description="source: table: the timestamp column holds numbers of this unit counted from "
+                                  "timestamp_origin; ingest converts them to UTC date/times")
+    timestamp_origin: datetime | None = Field(
+        default=None, description="with timestamp_unit: the instant the numbers count from (default: the Unix "
+                                  "epoch, 1970-01-01T00:00:00Z); without a zone, UTC")
     label: str
     label_available_at: str | None = Field(default=None, description="column: when the label became known")
     label_delay_days: float = Field(default=0, ge=0)
@@ -103,6 +113,10 @@ class DataConfig(Strict):
             raise ValueError("data.path is required when data.source is 'table'")
         if self.source == "letor" and not self.letor:
             raise ValueError("data.letor is required when data.source is 'letor'")
+        if self.timestamp_origin is not None and self.timestamp_unit is None:
+            raise ValueError("data.timestamp_origin needs data.timestamp_unit (s, ms, us or ns)")
+        if self.timestamp_unit is not None and self.source != "table":
+            raise ValueError("data.timestamp_unit is for data.source 'table' (a generator writes date/times itself)")
         for name in self.tables:
             if name == "main" or not re.match(r"^[a-z][a-z0-9_]*$", name):
                 raise ValueError(f"data.tables: {name!r} is not a usable table name (lowercase, not 'main')")
@@ -605,7 +619,7 @@ class TenantConfig(Strict):
         return self.source_path.parent if self.source_path else Path.cwd()
 
 
-class TenantConfigError(ValueError):
+class TenantConfigError(ValueError, UserError):
     """A tenant file that cannot be used; the message names the file and the key path."""
 
 

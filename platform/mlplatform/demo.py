@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -195,7 +196,7 @@ def run_demo(tenant_files: list[Path], ws: Workspace, runs: Path, data_args: dic
         console.rule(f"[bold]{cfg.name}")
         wall: dict[str, float] = {}
         run_pipeline(console, tenant_file, ws, run_id, run_dir, wall)
-        with console.status(f"{cfg.name}: serving alias '{cfg.serving.model_alias}' and sending a smoke batch"):
+        with console.status(f"{cfg.name}: serving alias '{escape(cfg.serving.model_alias)}' and sending a smoke batch"):
             t0 = time.monotonic()
             with model_server(tenant_file, ws, run_dir / f"{cfg.name}-server.log") as base:
                 smoke_test = ranking_smoke.smoke_test if cfg.task == "ranking" else smoke.smoke_test
@@ -207,7 +208,8 @@ def run_demo(tenant_files: list[Path], ws: Workspace, runs: Path, data_args: dic
     summary["seconds"] = round(time.monotonic() - started, 1)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(summary_table(summary))
-    console.print(f"summary: {runs / 'latest' / 'summary.json'}   MLflow: mlflow ui --backend-store-uri {ws.mlflow_uri}")
+    console.print(f"summary: {runs / 'latest' / 'summary.json'}   MLflow: mlflow ui --backend-store-uri {ws.mlflow_uri}",
+                  markup=False)
     return summary
 
 

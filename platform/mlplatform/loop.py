@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from mlplatform.config import load_tenant
 from mlplatform.workspace import Workspace
@@ -101,7 +102,7 @@ class Journal:
         elapsed = time.monotonic() - self.t0
         self.steps.append({"at": at, "elapsed_s": round(elapsed, 1), "event": event, **details})
         extra = " ".join(f"{k}={v}" for k, v in details.items() if v is not None)
-        self.console.print(f"[dim]{at}[/] [bold]+{elapsed:5.0f}s[/] {event} {extra}")
+        self.console.print(f"[dim]{at}[/] [bold]+{elapsed:5.0f}s[/] {escape(f'{event} {extra}')}")
 
 
 class Traffic(threading.Thread):
@@ -357,5 +358,5 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
         webhook.stop()
         result["seconds"] = round(time.monotonic() - log.t0, 1)
         (run_dir / "loop.json").write_text(json.dumps(result, indent=2, default=str))
-        console.print(f"loop: {runs / 'latest' / 'loop.json'}")
+        console.print(f"loop: {escape(str(runs / 'latest' / 'loop.json'))}")
     return result

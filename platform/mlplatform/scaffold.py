@@ -13,13 +13,16 @@ platform's XGBoost trainer.
 What the copy changes (all of it recorded in the README):
 - column names that are not identifiers (or clash with names the platform uses) are renamed;
 - the label is mapped to 0/1 (bool, 0/1 numbers, or any two distinct values);
-- rows without a label or a timestamp are dropped;
+- rows without a label or a timestamp are dropped (reported: the CLI prints it, the README says it);
+- a numeric `--timestamp` column stays numbers; `--timestamp-unit` (and `--timestamp-origin`) go into
+  the tenant file as data.timestamp_unit / timestamp_origin, and ingest converts them to date/times;
 - without `--timestamp`: an `event_time` column, one row per second from SYNTHETIC_EPOCH, in file order;
 - without `--entity`: a `row_id` column, the row's position in the file (a stable integer per row);
 - low-cardinality string columns get an integer-coded copy `<col>_code` used as a model input
   (code = position in the sorted list of values, -1 for a missing value); high-cardinality strings,
   datetimes and id-like integer columns are kept in the table but are not model inputs.
-It is always written as parquet, so the types inferred here are the types ingest and validation see.
+It is always written as parquet, so the types inferred here are the types ingest and validation see
+(numeric time: as converted by ingest).
 
 Bounds: numeric min/max are the observed range widened by BOUNDS_MARGIN of the range on each side
 (never below 0 for a column that is never negative), so a fresh batch from the same source passes.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlplatform.config import NAME_RE, load_tenant, slug
+from mlplatform.config import NAME_RE, TenantConfigError, load_tenant, slug
+from mlplatform.errors import UserError
 
 BOUNDS_MARGIN = 0.10  # numeric bounds: observed range widened by 10% of the range on each side
 MAX_CATEGORIES = 20  # string/int columns with at most this many distinct values get `values`
@@ -51,11 +56,17 @@ MIN_ROC_AUC = 0.55
 MAX_REGRESSION = {"pr_auc": 0.05, "roc_auc": 0.02}
 POSITIVE_WORDS = {"1", "true", "t", "yes", "y", "positive", "pos"}
 
+TIME_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ID_NAME_RE = re.compile(r"(^id$|_id$|[a-z0-9]Id$|[a-z0-9]ID$)", re.IGNORECASE)
 DATE_LIKE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 # names the platform uses next to the tenant's columns (Feast's timestamp column, its created column)
 RESERVED = {"event_timestamp", "created", "created_timestamp"}
+
+
+class ScaffoldError(ValueError, UserError):
+    """The table and options cannot make a tenant; the message says why (nothing was written)."""
 
 
 @dataclass
@@ -71,6 +82,9 @@ class _Plan:
     synthetic_timestamp: bool
     generated_entity: bool
     label_mapping: dict[str, int]
+    rows_read: int = 0
+    timestamp_unit: str | None = None  # the timestamp column holds numbers of this unit ...
+    timestamp_origin: pd.Timestamp | None = None  # ... counted from this instant (ingest converts them)
     renamed: dict[str, str] = field(default_factory=dict)
     dropped_rows: dict[str, int] = field(default_factory=dict)
     codes: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # code column -> (source, values)
@@ -82,6 +96,13 @@ class _Plan:
     validation_fraction: float = 0.0
     split_rows: tuple[int, int] = (0, 0)
     duplicate_keys: int = 0
+
+    def times(self) -> pd.Series:
+        """The timestamp column as UTC date/times; numbers converted as ingest converts them."""
+        from mlplatform.data.ingest import numeric_times
+
+        ts = self.df[self.timestamp]
+        return ts if self.timestamp_unit is None else numeric_times(ts, self.timestamp_unit, self.timestamp_origin)
 
 
 # --- small helpers --------------------------------------------------------------------------------
@@ -143,8 +164,8 @@ def _round_out(lo: float, hi: float, is_int: bool, nonneg: bool) -> tuple[float 
     return round(math.floor(new_lo / step) * step, digits), round(math.ceil(new_hi / step) * step, digits)
 
 
-def _missing(kind: str, col: str, df: pd.DataFrame, table: Path) -> ValueError:
-    return ValueError(f"{kind} column {col!r} is not in {table}; available columns: {', '.join(map(str, df.columns))}")
+def _missing(kind: str, col: str, df: pd.DataFrame, table: Path) -> ScaffoldError:
+    return ScaffoldError(f"{kind} column {col!r} is not in {table}; available columns: {', '.join(map(str, df.columns))}")
 
 
 # --- the steps of inference -------------------------------------------------------------------------
@@ -206,7 +227,7 @@ def _map_label(s: pd.Series, col: str) -> tuple[pd.Series, dict[str, int]]:
     values = pd.unique(s.dropna())
     if len(values) != 2:
         shown = ", ".join(repr(_native(v)) for v in values[:10]) + (" ..." if len(values) > 10 else "")
-        raise ValueError(
+        raise ScaffoldError(
             f"label column {col!r} must be binary (0/1, bool, or exactly two distinct values); "
             f"it holds {len(values)} distinct value(s): {shown}"
         )
@@ -240,7 +261,7 @@ def _parse_times(ts: pd.Series, col: str) -> pd.Series:
     try:
         return pd.to_datetime(ts, utc=True)
     except (ValueError, TypeError) as err:
-        raise ValueError(f"timestamp column {col!r} cannot be read as date/times: {err}") from None
+        raise ScaffoldError(f"timestamp column {col!r} cannot be read as date/times: {err}") from None
 
 
 def _fmt_num(v: float) -> str:
@@ -255,7 +276,7 @@ def _choose_split(ts: pd.Series, y: pd.Series) -> tuple[float, float, tuple[int,
     end = ts.max()
     distinct = np.sort(ts.unique())
     if len(distinct) < 2:
-        raise ValueError("every row has the same timestamp: a time-based train/validation split is impossible")
+        raise ScaffoldError("every row has the same timestamp: a time-based train/validation split is impossible")
     for frac in VALIDATION_FRACTIONS:
         start = ts.quantile(1 - frac)
         if start >= end:  # many rows at the last instant: start at the previous distinct timestamp
@@ -267,30 +288,56 @@ def _choose_split(ts: pd.Series, y: pd.Series) -> tuple[float, float, tuple[int,
         train = ~valid
         if y[valid].nunique() == 2 and y[train].nunique() == 2:
             return days, frac, (int(train.sum()), int(valid.sum()))
-    raise ValueError(
+    raise ScaffoldError(
         "no time split leaves both classes in training and in validation (tried holding out the newest "
         f"{', '.join(f'{f:.0%}' for f in VALIDATION_FRACTIONS)} of rows); the table may be sorted by its label "
         "(shuffle it, or pass --timestamp) or have too few positives"
     )
 
 
-def _plan(name: str, table: Path, label: str, timestamp: str | None, entity: str | None) -> _Plan:
+def _time_options(timestamp: str | None, unit: str | None, origin: str | None) -> pd.Timestamp | None:
+    """Check --timestamp-unit / --timestamp-origin; the origin as a UTC instant (None without a unit)."""
+    if unit is None:
+        if origin is not None:
+            raise ScaffoldError("--timestamp-origin needs --timestamp-unit (s, ms, us or ns)")
+        return None
+    if timestamp is None:
+        raise ScaffoldError("--timestamp-unit needs --timestamp COL (the numeric time column)")
+    if unit not in TIME_UNITS:
+        raise ScaffoldError(f"--timestamp-unit must be one of {', '.join(TIME_UNITS)}, not {unit!r}")
+    try:
+        start = pd.Timestamp(origin or "1970-01-01T00:00:00Z")
+    except ValueError:
+        raise ScaffoldError(f"--timestamp-origin {origin!r} is not a date/time (e.g. 2024-01-01T00:00:00Z)") from None
+    return start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+
+
+def _read(table: Path) -> pd.DataFrame:
     from mlplatform.data.ingest import read_table
 
-    if not re.match(NAME_RE, name):
-        raise ValueError(f"tenant name {name!r} must match {NAME_RE} (lower case, digits, '-'; 3-32 characters)")
-    table = Path(table)
     if not table.exists():
-        raise FileNotFoundError(f"{table}: no such table")
-    df = read_table(table)
+        raise ScaffoldError(f"{table}: no such table")
+    try:
+        return read_table(table)
+    except (ValueError, OSError) as err:  # pandas and pyarrow parse errors are ValueErrors
+        raise ScaffoldError(f"{table}: cannot be read as a table: {err}") from None
+
+
+def _plan(name: str, table: Path, label: str, timestamp: str | None, entity: str | None,
+          timestamp_unit: str | None = None, timestamp_origin: str | None = None) -> _Plan:
+    if not re.match(NAME_RE, name):
+        raise ScaffoldError(f"tenant name {name!r} must match {NAME_RE} (lower case, digits, '-'; 3-32 characters)")
+    origin = _time_options(timestamp, timestamp_unit, timestamp_origin)
+    table = Path(table)
+    df = _read(table)
     if df.empty:
-        raise ValueError(f"{table}: the table holds no rows")
+        raise ScaffoldError(f"{table}: the table holds no rows")
     for kind, col in (("label", label), ("timestamp", timestamp), ("entity", entity)):
         if col is not None and col not in df.columns:
             raise _missing(kind, col, df, table)
     given = [c for c in (label, timestamp, entity) if c is not None]
     if len(set(given)) != len(given):
-        raise ValueError(f"label, timestamp and entity must be different columns (got {given})")
+        raise ScaffoldError(f"label, timestamp and entity must be different columns (got {given})")
 
     renamed = _safe_names(list(df.columns))
     df = df.rename(columns=renamed)
@@ -300,7 +347,7 @@ def _plan(name: str, table: Path, label: str, timestamp: str | None, entity: str
 
     plan = _Plan(name=name, source=table, df=df, label=label, timestamp=timestamp or "", entity=entity or "",
                  synthetic_timestamp=timestamp is None, generated_entity=entity is None, label_mapping={},
-                 renamed=renamed)
+                 renamed=renamed, rows_read=len(df), timestamp_unit=timestamp_unit, timestamp_origin=origin)
 
     # generated columns first, so they number the rows as the file holds them
     if entity is None:
@@ -313,12 +360,23 @@ def _plan(name: str, table: Path, label: str, timestamp: str | None, entity: str
         df[plan.timestamp] = SYNTHETIC_EPOCH + pd.to_timedelta(np.arange(len(df)), unit="s")
     else:
         ts = df[plan.timestamp]
-        if pd.api.types.is_numeric_dtype(ts.dtype) or pd.api.types.is_bool_dtype(ts.dtype):
-            raise ValueError(
-                f"timestamp column {timestamp!r} is numeric ({ts.dtype}); store it as a date/time "
-                "(e.g. ISO 8601 text) or leave --timestamp out for a synthetic one"
+        numeric = pd.api.types.is_numeric_dtype(ts.dtype) and not pd.api.types.is_bool_dtype(ts.dtype)
+        if timestamp_unit is None and (numeric or pd.api.types.is_bool_dtype(ts.dtype)):
+            raise ScaffoldError(
+                f"timestamp column {timestamp!r} is numeric ({ts.dtype}); say what its numbers count with "
+                "--timestamp-unit s|ms|us|ns (and --timestamp-origin ISO_TIME when they count from another instant "
+                "than the Unix epoch, e.g. seconds since the first row), store it as a date/time, or leave "
+                "--timestamp out for a synthetic one"
             )
-        df[plan.timestamp] = _parse_times(ts, timestamp)
+        if timestamp_unit is None:
+            df[plan.timestamp] = _parse_times(ts, timestamp)
+        elif not numeric:
+            raise ScaffoldError(f"--timestamp-unit is for a numeric time column; {timestamp!r} holds {ts.dtype} values")
+        else:  # the copy keeps the numbers: ingest converts them (data.timestamp_unit), as plan.times() does
+            try:
+                plan.times()
+            except ValueError as err:
+                raise ScaffoldError(f"timestamp column {timestamp!r}: {err}") from None
 
     # rows that cannot be trained on
     for col, why in ((plan.label, "missing label"), (plan.timestamp, "missing timestamp")):
@@ -328,18 +386,18 @@ def _plan(name: str, table: Path, label: str, timestamp: str | None, entity: str
             df = df[~bad]
     df = df.reset_index(drop=True)
     if df.empty:
-        raise ValueError(f"{table}: no row has both a label and a timestamp")
+        raise ScaffoldError(f"{table}: no row has both a label and a timestamp")
 
     df[plan.label], plan.label_mapping = _map_label(df[plan.label], plan.label)
 
     # the entity: a join key Feast can use (int or str), never missing
     key = df[plan.entity]
     if key.isna().any():
-        raise ValueError(f"entity column {entity!r} has missing values; an entity key must be set on every row")
+        raise ScaffoldError(f"entity column {entity!r} has missing values; an entity key must be set on every row")
     if pd.api.types.is_float_dtype(key.dtype) and (key == key.round()).all():
         df[plan.entity] = key.astype("int64")
     elif pd.api.types.is_bool_dtype(key.dtype) or pd.api.types.is_float_dtype(key.dtype):
-        raise ValueError(f"entity column {entity!r} must hold integers or strings, not {key.dtype}")
+        raise ScaffoldError(f"entity column {entity!r} must hold integers or strings, not {key.dtype}")
     elif not pd.api.types.is_integer_dtype(key.dtype):
         df[plan.entity] = key.map(str)
     plan.duplicate_keys = int(df.duplicated([plan.entity, plan.timestamp]).sum())
@@ -351,13 +409,11 @@ def _plan(name: str, table: Path, label: str, timestamp: str | None, entity: str
     plan.df = df
     _infer_columns(plan, taken)
     if not plan.features:
-        raise ValueError(
+        raise ScaffoldError(
             f"{table}: no column is usable as a model input (numbers, booleans or low-cardinality strings "
             f"besides the label, timestamp and entity); excluded: {plan.excluded}"
         )
-    plan.validation_days, plan.validation_fraction, plan.split_rows = _choose_split(
-        plan.df[plan.timestamp], plan.df[plan.label]
-    )
+    plan.validation_days, plan.validation_fraction, plan.split_rows = _choose_split(plan.times(), plan.df[plan.label])
     return plan
 
 
@@ -448,7 +504,7 @@ def _feature_dtype(col_type: str) -> str:
 def _tenant_dict(plan: _Plan, data_path: str) -> dict[str, Any]:
     df, n = plan.df, len(plan.df)
     rate = float(df[plan.label].mean())
-    ts = df[plan.timestamp]
+    ts = plan.times()
     span_days = (ts.max() - ts.min()).total_seconds() / 86400
     distinct_days = ts.dt.strftime("%Y-%m-%d").nunique()
     entity_name = re.sub(r"_id$", "", plan.entity) or plan.entity
@@ -468,6 +524,8 @@ def _tenant_dict(plan: _Plan, data_path: str) -> dict[str, Any]:
             "source": "table",
             "path": data_path,
             "timestamp": plan.timestamp,
+            **({"timestamp_unit": plan.timestamp_unit, "timestamp_origin": plan.timestamp_origin.isoformat()}
+               if plan.timestamp_unit else {}),
             "label": plan.label,
             "partition_by_day": bool(distinct_days <= MAX_DAILY_PARTITIONS),
             "columns": columns,
@@ -507,6 +565,31 @@ def _tenant_dict(plan: _Plan, data_path: str) -> dict[str, Any]:
     }
 
 
+def _notes(plan: _Plan) -> list[str]:
+    """What the user must know before running the tenant: rows left out, and how time was read.
+    The CLI prints these; the README carries them too."""
+    notes = []
+    why = {
+        "missing label": f"have no label (`{plan.label}` is empty): they are dropped from the tenant's table, so "
+                         "neither training nor validation sees them (nor the online store; scaffold the table "
+                         "again once they are labelled)",
+        "missing timestamp": f"have no timestamp (`{plan.timestamp}` is empty): they are dropped from the tenant's "
+                             "table (a row without a time has no place in the time split)",
+    }
+    for reason, count in plan.dropped_rows.items():
+        notes.append(f"{count} of {plan.rows_read} rows {why[reason]}.")
+    if plan.timestamp_unit:
+        ts = plan.times()
+        notes.append(
+            f"`{plan.timestamp}` holds numbers, read as {TIME_UNITS[plan.timestamp_unit]} since "
+            f"{plan.timestamp_origin.isoformat()} (`data.timestamp_unit`, `data.timestamp_origin`): the table keeps "
+            f"the numbers and ingest converts them, so the rows run from {ts.min().isoformat()} to "
+            f"{ts.max().isoformat()} (UTC). If those dates are wrong, scaffold again with the right "
+            "--timestamp-unit / --timestamp-origin."
+        )
+    return notes
+
+
 def _readme(plan: _Plan, tenant: dict[str, Any], data_path: str) -> str:
     df, n = plan.df, len(plan.df)
     data, model = tenant["data"], tenant["model"]
@@ -529,8 +612,7 @@ def _readme(plan: _Plan, tenant: dict[str, Any], data_path: str) -> str:
     if plan.renamed:
         renames = ", ".join(f"`{a}` -> `{b}`" for a, b in plan.renamed.items())
         lines.append(f"- Columns renamed to identifiers: {renames}.")
-    for why, count in plan.dropped_rows.items():
-        lines.append(f"- {count} row(s) dropped: {why}.")
+    lines += [f"- **{note}**" for note in _notes(plan)]
     for col, note in plan.converted.items():
         lines.append(f"- `{col}`: {note}.")
     mapping = ", ".join(f"`{k}` -> {v}" for k, v in plan.label_mapping.items())
@@ -543,7 +625,7 @@ def _readme(plan: _Plan, tenant: dict[str, Any], data_path: str) -> str:
             "the file*; if the file is not in time order, that split is not a test of the future. "
             "Pass `--timestamp` when the table has event times."
         )
-    else:
+    elif not plan.timestamp_unit:  # numeric times: in the notes above
         lines.append(f"- Timestamp: `{plan.timestamp}` (stored as UTC).")
     if plan.generated_entity:
         lines.append(
@@ -620,18 +702,25 @@ def _readme(plan: _Plan, tenant: dict[str, Any], data_path: str) -> str:
 
 
 def scaffold_tenant(name: str, table: Path, label: str, *, timestamp: str | None = None,
-                    entity: str | None = None, out_dir: Path, overwrite: bool = False) -> Path:
+                    timestamp_unit: str | None = None, timestamp_origin: str | None = None,
+                    entity: str | None = None, out_dir: Path, overwrite: bool = False,
+                    on_note: Callable[[str], None] | None = None) -> Path:
     """Scaffold `<out_dir>/<name>/` (tenant.yaml, data copy, README.md) and return the tenant file's path.
 
-    Raises ValueError for an invalid name, unknown column names (listing the available ones),
-    a label that is not binary, or a table that cannot be split by time with both classes on each
-    side; FileExistsError when the tenant folder exists and `overwrite` is false.
+    A numeric `timestamp` column needs `timestamp_unit` (s, ms, us, ns): its numbers count from
+    `timestamp_origin` (ISO 8601; default the Unix epoch); the copy keeps them and ingest converts.
+    `on_note` receives what the user must know before running it (rows dropped, how time was read).
+
+    Raises ScaffoldError (a ValueError) for an invalid name or option, a table that cannot be read,
+    unknown column names (listing the available ones), a label that is not binary, a table that
+    cannot be split by time with both classes on each side, or an existing tenant folder when
+    `overwrite` is false.
     """
     out_dir = Path(out_dir)
     target = out_dir / name
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass overwrite=True (--overwrite) to replace it")
-    plan = _plan(name, Path(table), label, timestamp, entity)
+        raise ScaffoldError(f"{target} already exists; pass overwrite=True (--overwrite) to replace it")
+    plan = _plan(name, Path(table), label, timestamp, entity, timestamp_unit, timestamp_origin)
 
     stem = slug(plan.source.stem if plan.source.is_file() else plan.source.name) or "table"
     data_path = f"data/{stem}.parquet"
@@ -648,10 +737,16 @@ def scaffold_tenant(name: str, table: Path, label: str, *, timestamp: str | None
             header + yaml.dump(tenant, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=110)
         )
         (staging / "README.md").write_text(_readme(plan, tenant, data_path))
-        load_tenant(staging / "tenant.yaml")  # a scaffold that does not load is a bug here, not the user's
+        try:
+            load_tenant(staging / "tenant.yaml")
+        except TenantConfigError as err:  # a scaffold that does not load is a bug here, not the user's
+            raise RuntimeError(f"the scaffolded tenant file does not load: {err}") from err
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if on_note is not None:
+        for note in _notes(plan):
+            on_note(note)
     return target / "tenant.yaml"

@@ -32,6 +32,7 @@ import yaml
 
 from mlplatform.config import NAME_RE, load_tenant
 from mlplatform.ranking.letor import read_letor_set
+from mlplatform.scaffold import ScaffoldError
 
 K_VALUES = [1, 3, 5, 10]
 PRIMARY_K = 10  # metrics.primary is ndcg_at_10; the trainer's early stopping watches the same metric
@@ -81,20 +82,24 @@ def _tenant(name: str, files: dict[str, str], width: int, max_label: int, rows: 
 
 def scaffold_letor_tenant(name: str, train: Path, valid: Path | None = None, test: Path | None = None, *,
                           out_dir: Path = Path("tenants"), overwrite: bool = False) -> Path:
-    """Write a ranking tenant for LETOR files; returns the path of its tenant.yaml."""
+    """Write a ranking tenant for LETOR files; returns the path of its tenant.yaml. Raises ScaffoldError
+    for an invalid name, a missing or malformed file, or an existing folder (without `overwrite`)."""
     import re
 
     if not re.match(NAME_RE, name):
-        raise ValueError(f"tenant name {name!r} must match {NAME_RE} (lowercase letters, digits, dashes)")
+        raise ScaffoldError(f"tenant name {name!r} must match {NAME_RE} (lowercase letters, digits, dashes)")
     given = {"train": train, "valid": valid, "test": test}
     for split, path in given.items():
         if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"--{'from-letor' if split == 'train' else split}: no such file {path}")
-    frame = read_letor_set(*(Path(p) if p else None for p in given.values()))  # fails on a malformed file
+            raise ScaffoldError(f"--{'from-letor' if split == 'train' else split}: no such file {path}")
+    try:
+        frame = read_letor_set(*(Path(p) if p else None for p in given.values()))
+    except ValueError as err:  # a malformed file: the message names the file and line
+        raise ScaffoldError(str(err)) from None
     folder = Path(out_dir) / name
     if folder.exists():
         if not overwrite:
-            raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+            raise ScaffoldError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
         shutil.rmtree(folder)
     (folder / "data").mkdir(parents=True)
     files = {}

@@ -190,7 +190,7 @@ def test_bad_feedback_file_fails_the_quality_job_naming_the_file(tmp_path):
     with pytest.raises(FeedbackError, match=r"part-bad\.parquet: column 'clicked' must be 0 or 1, got \[7\]"):
         read_feedback(ws, "search")
     result = CliRunner().invoke(app, ["quality", str(SEARCH_TENANT), "--home", str(tmp_path)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # an expected error: the message alone, no traceback
     assert "bad feedback" in result.output and "part-bad.parquet" in result.output and "clicked" in result.output
 
     (folder / "part-bad.parquet").write_bytes(b"not parquet")

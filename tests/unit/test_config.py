@@ -197,6 +197,23 @@ def test_label_column_must_be_declared(raw):
     assert "column 'chargeback' is used by data but not declared" in str(exc.value)
 
 
+def test_numeric_timestamp_settings(raw):
+    raw["data"]["timestamp_origin"] = "2024-01-01T00:00:00Z"
+    with pytest.raises(TenantConfigError, match="data.timestamp_origin needs data.timestamp_unit"):
+        parse_tenant(raw)
+    raw["data"]["timestamp_unit"] = "s"
+    with pytest.raises(TenantConfigError, match="data.timestamp_unit is for data.source 'table'"):
+        parse_tenant(raw)
+    raw["data"] |= {"source": "table", "path": "data/tx.parquet", "timestamp_unit": "days"}
+    with pytest.raises(TenantConfigError) as exc:
+        parse_tenant(raw)
+    assert any(line.startswith("data.timestamp_unit: Input should be 's', 'ms', 'us' or 'ns'")
+               for line in error_lines(exc))
+    raw["data"]["timestamp_unit"] = "ms"
+    data = parse_tenant(raw).data
+    assert data.timestamp_unit == "ms" and data.timestamp_origin.isoformat() == "2024-01-01T00:00:00+00:00"
+
+
 def test_wrong_type_names_the_path(raw):
     raw["model"]["num_boost_round"] = "many"
     with pytest.raises(TenantConfigError) as exc:

@@ -21,8 +21,10 @@ def test_first_model_only_needs_the_minimums():
 def test_first_model_below_a_minimum_fails():
     d = evaluate_gate({"pr_auc": 0.29, "roc_auc": 0.99}, None, GATES)
     assert not d.passed
-    assert d.reasons == ["pr_auc 0.2900 >= minimum 0.3000"]
-    assert d.summary() == "rejected: pr_auc 0.2900 >= minimum 0.3000"
+    # the rejection reads as the comparison that failed
+    assert d.reasons == ["pr_auc 0.2900 < minimum 0.3000"]
+    assert d.summary() == "rejected: pr_auc 0.2900 < minimum 0.3000"
+    assert "FAIL pr_auc 0.2900 < minimum 0.3000" in d.checks and "ok roc_auc 0.9900 >= minimum 0.8000" in d.checks
 
 
 def test_minimum_is_inclusive():
@@ -45,7 +47,8 @@ def test_regression_beyond_tolerance_fails():
     d = evaluate_gate({"pr_auc": 0.57, "roc_auc": 0.945}, CHAMPION, GATES)
     assert not d.passed
     assert len(d.reasons) == 1
-    assert d.reasons[0].startswith("pr_auc 0.5700 >= champion 0.6000 - 0.02")
+    assert d.reasons == ["pr_auc 0.5700 < champion 0.6000 - 0.02"]
+    assert "ok roc_auc 0.9450 >= champion 0.9500 - 0.01" in d.checks
 
 
 def test_better_than_champion_passes():

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from mlplatform.config import load_tenant
-from mlplatform.scaffold import BOUNDS_MARGIN, SYNTHETIC_EPOCH, scaffold_tenant
+from mlplatform.data.ingest import ingest, load_raw
+from mlplatform.scaffold import BOUNDS_MARGIN, SYNTHETIC_EPOCH, ScaffoldError, scaffold_tenant
 from mlplatform.training.dataset import time_split
+from mlplatform.workspace import Workspace
 
 N = 60
 
@@ -180,12 +182,32 @@ def test_rows_without_label_are_dropped_and_reported(tmp_path):
     df = table()
     df["is_bad"] = df["is_bad"].astype(float)
     df.loc[[1, 2], "is_bad"] = np.nan
+    notes = []
     cfg = load_tenant(scaffold_tenant("drop", write(df, tmp_path), "is_bad", timestamp="ts",
-                                      out_dir=tmp_path / "t"))
+                                      out_dir=tmp_path / "t", on_note=notes.append))
     data = copied(cfg)
     assert len(data) == N - 2 and data["is_bad"].dtype == np.int64
     assert data["row_id"].tolist() == [i for i in range(N) if i not in (1, 2)]
-    assert "2 row(s) dropped: missing label" in (cfg.tenant_dir / "README.md").read_text()
+    said = f"2 of {N} rows have no label (`is_bad` is empty): they are dropped from the tenant's table, so neither " \
+           "training nor validation sees them"
+    assert len(notes) == 1 and notes[0].startswith(said)
+    assert said in (cfg.tenant_dir / "README.md").read_text()
+
+
+def test_the_cli_reports_rows_without_label(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlplatform.cli import app
+
+    df = table()
+    df.loc[[1, 2, 7], "is_bad"] = None
+    args = ["tenant", "new", "drop", "--from-table", str(write(df, tmp_path)), "--label", "is_bad",
+            "--timestamp", "ts", "--dir", str(tmp_path / "t")]
+    result = CliRunner().invoke(app, args)
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert f"note: 3 of {N} rows have no label (`is_bad` is empty): they are dropped" in out
+    assert "created" in out
 
 
 def test_awkward_column_names_are_renamed(tmp_path):
@@ -229,9 +251,9 @@ def test_bad_inputs(tmp_path):
         scaffold_tenant("Bad_Name", src, "is_bad", out_dir=tmp_path / "t")
     with pytest.raises(ValueError, match="different columns"):
         scaffold_tenant("same", src, "is_bad", timestamp="is_bad", out_dir=tmp_path / "t")
-    with pytest.raises(ValueError, match="numeric"):
+    with pytest.raises(ScaffoldError, match="is numeric.*--timestamp-unit s|ms|us|ns"):
         scaffold_tenant("numts", src, "is_bad", timestamp="visits", out_dir=tmp_path / "t")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ScaffoldError, match="no such table"):
         scaffold_tenant("missing", tmp_path / "nope.csv", "is_bad", out_dir=tmp_path / "t")
 
 
@@ -241,7 +263,7 @@ def test_existing_tenant_is_not_overwritten_unless_asked(tmp_path):
     path = scaffold_tenant("again", src, "is_bad", timestamp="ts", out_dir=out)
     marker = path.parent / "notes.txt"
     marker.write_text("mine")
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(ScaffoldError, match="already exists"):
         scaffold_tenant("again", src, "is_bad", timestamp="ts", out_dir=out)
     assert marker.exists()
     again = scaffold_tenant("again", src, "is_bad", out_dir=out, overwrite=True)
@@ -256,3 +278,93 @@ def test_string_values_that_look_like_yaml_scalars_stay_strings(tmp_path):
     cfg = load_tenant(scaffold_tenant("words", src, "is_bad", timestamp="ts", out_dir=tmp_path / "t"))
     assert columns(cfg)["answer"].values == sorted(words)
     assert all(isinstance(v, str) for v in columns(cfg)["answer"].values)
+
+
+# --- numeric time columns (--timestamp-unit, --timestamp-origin) -------------------------------------
+
+START = pd.Timestamp("2024-03-01T00:00:00Z")
+STEP = pd.Timedelta(hours=6)
+EXPECTED_TIMES = [START + i * STEP for i in range(N)]
+UNIX_EPOCH = pd.Timestamp("1970-01-01T00:00:00Z")
+
+
+def as_utc(when: str | None) -> pd.Timestamp:
+    """An origin as the scaffold reads it: the Unix epoch by default, naive means UTC."""
+    t = pd.Timestamp(when) if when else UNIX_EPOCH
+    return t.tz_localize("UTC") if t.tzinfo is None else t
+
+
+def ingested_times(tenant_file: Path, home: Path) -> list[pd.Timestamp]:
+    """What the pipeline sees: the real ingest of the scaffolded table, read back."""
+    cfg = load_tenant(tenant_file)
+    ingest(cfg, Workspace(home))
+    raw = load_raw(cfg, Workspace(home))
+    assert len(raw) == N and str(raw["ts"].dt.tz) == "UTC"
+    return raw["ts"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("unit", "origin", "numbers"),
+    [
+        ("s", None, [int((t - UNIX_EPOCH).total_seconds()) for t in EXPECTED_TIMES]),
+        ("ms", None, [int((t - UNIX_EPOCH).total_seconds()) * 1000 for t in EXPECTED_TIMES]),
+        # seconds since the first row, as in the best-known public card-fraud table (its `Time`)
+        ("s", "2024-03-01T00:00:00Z", [i * 6 * 3600 for i in range(N)]),
+        ("us", "2024-03-01 00:00:00", [i * 6 * 3600 * 10**6 for i in range(N)]),  # naive origin: UTC
+    ],
+)
+def test_numeric_timestamps_are_converted_at_ingest(tmp_path, unit, origin, numbers):
+    df = table().assign(ts=numbers)
+    notes = []
+    path = scaffold_tenant("numeric", write(df, tmp_path), "is_bad", timestamp="ts", timestamp_unit=unit,
+                           timestamp_origin=origin, out_dir=tmp_path / "t", on_note=notes.append)
+    cfg = load_tenant(path)
+    assert cfg.data.timestamp_unit == unit
+    assert pd.Timestamp(cfg.data.timestamp_origin) == as_utc(origin)
+    assert copied(cfg)["ts"].tolist() == numbers  # the copy keeps the numbers; ingest converts
+    assert {c.name: c.type for c in cfg.data.columns}["ts"] == "datetime"
+    assert ingested_times(path, tmp_path / "home") == EXPECTED_TIMES
+
+    # the split was chosen on the converted times
+    train, valid = time_split(cfg, load_raw(cfg, Workspace(tmp_path / "home")))
+    assert train["is_bad"].nunique() == 2 and valid["is_bad"].nunique() == 2
+    # what was assumed, in the CLI's notes and in the README
+    said = f"`ts` holds numbers, read as {dict(s='seconds', ms='milliseconds', us='microseconds')[unit]} since " \
+           f"{as_utc(origin).isoformat()}"
+    assert len(notes) == 1 and notes[0].startswith(said)
+    assert f"from {EXPECTED_TIMES[0].isoformat()} to {EXPECTED_TIMES[-1].isoformat()} (UTC)" in notes[0]
+    assert said in (cfg.tenant_dir / "README.md").read_text()
+
+
+def test_the_cli_takes_the_timestamp_unit_and_origin(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlplatform.cli import app
+
+    df = table().assign(ts=[i * 6 * 3600 * 1000 for i in range(N)])
+    args = ["tenant", "new", "offsets", "--from-table", str(write(df, tmp_path)), "--label", "is_bad",
+            "--timestamp", "ts", "--timestamp-unit", "ms", "--timestamp-origin", "2024-03-01T00:00:00Z",
+            "--dir", str(tmp_path / "t")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "read as milliseconds since 2024-03-01T00:00:00+00:00" in " ".join(result.output.split())
+    assert ingested_times(tmp_path / "t" / "offsets" / "tenant.yaml", tmp_path / "home") == EXPECTED_TIMES
+
+
+def test_bad_timestamp_options(tmp_path):
+    numeric = write(table().assign(ts=np.arange(N) * 3600), tmp_path / "n")
+    dates = write(table(), tmp_path / "d")
+    cases = [
+        (numeric, {"timestamp_unit": "h"}, "must be one of s, ms, us, ns"),
+        (numeric, {"timestamp_origin": "2024-01-01"}, "--timestamp-origin needs --timestamp-unit"),
+        (numeric, {"timestamp_unit": "s", "timestamp_origin": "yesterday-ish"}, "is not a date/time"),
+        (numeric, {"timestamp": None, "timestamp_unit": "s"}, "--timestamp-unit needs --timestamp COL"),
+        (dates, {"timestamp_unit": "s"}, "--timestamp-unit is for a numeric time column"),
+        # milliseconds taken for seconds: 1.7e12 s is 54,000 years
+        (write(table().assign(ts=1_700_000_000_000 + np.arange(N) * 1000), tmp_path / "ms"), {"timestamp_unit": "s"},
+         "do not fit in a timestamp .* is the unit right"),
+    ]
+    for src, options, message in cases:
+        with pytest.raises(ScaffoldError, match=message):
+            scaffold_tenant("opts", src, "is_bad", out_dir=tmp_path / "t", **({"timestamp": "ts"} | options))
+    assert not (tmp_path / "t").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +47,27 @@ def read_table(path: Path, exclude: str | None = None) -> pd.DataFrame:
     if path.suffix.lower() in {".parquet", ".pq"}:
         return pd.read_parquet(path)
     raise ValueError(f"{path}: unsupported table format (use .csv, .parquet or a folder of parquet files)")
+
+
+UNIX_EPOCH = pd.Timestamp("1970-01-01T00:00:00Z")
+
+
+def numeric_times(values: pd.Series, unit: str, origin: datetime | str | None = None) -> pd.Series:
+    """Numbers of `unit` (s, ms, us, ns) counted from `origin` (default: the Unix epoch; naive means
+    UTC) as UTC date/times; a missing number stays missing. Raises ValueError when the values are
+    not numbers or land outside the years a timestamp holds (1677-2262: usually the wrong unit)."""
+    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        raise ValueError(f"holds {values.dtype} values, not numbers of {unit}")
+    start = UNIX_EPOCH if origin is None else pd.Timestamp(origin)
+    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+    try:
+        times = start + pd.to_timedelta(values, unit=unit)
+    except (OverflowError, pd.errors.OutOfBoundsTimedelta, pd.errors.OutOfBoundsDatetime):
+        times = None
+    if times is None or (values.notna() & times.isna()).any():
+        raise ValueError(f"values from {values.min()} to {values.max()} {unit} after {start.isoformat()} do not fit "
+                         "in a timestamp (years 1677-2262): is the unit right?")
+    return times
 
 
 def write_partitions(df: pd.DataFrame, out_dir: Path, timestamp: str, by_day: bool = True) -> list[Path]:
@@ -94,7 +116,8 @@ def ingest(cfg: TenantConfig, ws: Workspace) -> Snapshot:
         src = Path(cfg.data.path)
         if not src.is_absolute():
             src = cfg.tenant_dir / src
-        write_partitions(read_table(src), staging, cfg.data.timestamp, cfg.data.partition_by_day)
+        write_partitions(table_with_times(read_table(src), cfg), staging, cfg.data.timestamp,
+                         cfg.data.partition_by_day)
     paths = sorted(staging.rglob("*.parquet"))
     if not paths:
         raise RuntimeError(f"ingest of tenant {cfg.name!r} produced no parquet files in {staging}")
@@ -104,6 +127,20 @@ def ingest(cfg: TenantConfig, ws: Workspace) -> Snapshot:
     paths = sorted(out.rglob("*.parquet"))
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
     return Snapshot(str(out), len(paths), rows, fingerprint(paths, out))
+
+
+def table_with_times(df: pd.DataFrame, cfg: TenantConfig) -> pd.DataFrame:
+    """The table with a numeric timestamp column (data.timestamp_unit) converted to UTC date/times."""
+    unit, col = cfg.data.timestamp_unit, cfg.data.timestamp
+    if unit is None:
+        return df
+    if col not in df.columns:
+        raise ValueError(f"data.timestamp: the table has no column {col!r}")
+    try:
+        times = numeric_times(df[col], unit, cfg.data.timestamp_origin)
+    except ValueError as err:
+        raise ValueError(f"data.timestamp column {col!r} (data.timestamp_unit {unit!r}): {err}") from None
+    return df.assign(**{col: times})
 
 
 def load_raw(cfg: TenantConfig, ws: Workspace) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlplatform.errors import UserError
 from mlplatform.workspace import Workspace
 
 REQUIRED = ("request_id", "item_id", "position", "clicked", "at")
@@ -39,7 +40,7 @@ OPTIONAL = ("row",)
 COLUMNS = ["request_id", "row", "item_id", "position", "clicked", "at"]
 
 
-class FeedbackError(ValueError):
+class FeedbackError(ValueError, UserError):
     """Feedback that cannot be used; the message names the file or table and the column."""
 
 

@@ -1,7 +1,8 @@
 """The promotion gate: a pure decision, so it is tested on numbers alone.
 
 A candidate passes when every `minimum` is met and, if a champion exists, no metric in
-`max_regression` falls below the champion's by more than its tolerance.
+`max_regression` falls below the champion's by more than its tolerance. Each check reads as the
+comparison that held: `roc_auc 0.8100 >= minimum 0.5500` when it passed, `... < minimum ...` when not.
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ def evaluate_gate(candidate: dict[str, float], champion: dict[str, float] | None
         if metric not in candidate:
             check(False, f"{metric} missing from candidate metrics")
             continue
-        check(candidate[metric] >= floor, f"{metric} {candidate[metric]:.4f} >= minimum {floor:.4f}")
+        ok = candidate[metric] >= floor
+        check(ok, f"{metric} {candidate[metric]:.4f} {_holds(ok)} minimum {floor:.4f}")
     if champion is not None:
         for metric, tolerance in gates.max_regression.items():
             if metric not in candidate or metric not in champion:
                 check(False, f"{metric} missing from candidate or champion metrics")
                 continue
-            floor = champion[metric] - tolerance
-            check(candidate[metric] >= floor,
-                  f"{metric} {candidate[metric]:.4f} >= champion {champion[metric]:.4f} - {tolerance:g}")
+            ok = candidate[metric] >= champion[metric] - tolerance
+            check(ok, f"{metric} {candidate[metric]:.4f} {_holds(ok)} champion {champion[metric]:.4f} - {tolerance:g}")
     return decision
+
+
+def _holds(ok: bool) -> str:
+    """The comparison as it came out: a rejection reads as the failed inequality (0.50 < minimum 0.55)."""
+    return ">=" if ok else "<"

@@ -40,6 +40,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplatform.config import TenantConfig
+from mlplatform.errors import UserError
 from mlplatform.plugins import resolve
 from mlplatform.serving.inputs import RequestSchema
 from mlplatform.serving.metrics import ServingMetrics, check_role, default_metrics
@@ -79,7 +80,7 @@ def matrix_scorer(trainer, model, features: list[str]):
     return lambda x: predict_matrix(model, x)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(RuntimeError, UserError):
     """The model cannot be served (no such alias, missing tags, unloadable model or feature store)."""
 
 
@@ -135,8 +136,6 @@ class TenantPredictor(Model):
     # --- lifecycle ------------------------------------------------------------------------------
 
     def load(self) -> bool:
-        from mlplatform.features.store import OnlineFeatures
-
         name = self.cfg.name
         mv, trainer, self.model = load_by_alias(self.cfg, self.ws, self.alias)
         tags = dict(mv.tags)
@@ -151,7 +150,10 @@ class TenantPredictor(Model):
         unknown = sorted(set(self.features) - set(self.cfg.available_features))
         if unknown:
             raise ModelLoadError(f"{name} v{mv.version} needs inputs the tenant file does not provide: {unknown}")
-        # a tenant whose inputs are all request fields has no feature views: no online store then
+        # a tenant whose inputs are all request fields has no feature views: no online store then.
+        # Feast is imported only now (4 s): without a model, start-up fails at once
+        from mlplatform.features.store import OnlineFeatures
+
         self.online = OnlineFeatures(self.cfg, self.ws) if self.views else None
         if self.online is not None:  # one lookup now: a missing or broken store refuses start-up
             try:
