@@ -1,0 +1,46 @@
+"""The seeded small runs of both tenants give the same metrics as before the task/contract
+restructuring (#13): a refactor must not change what is trained or how it is scored.
+
+Values recorded from the session fixtures' runs (tests/conftest.py trained_fraud, trained_search:
+seeded data, in-process steps) on 2026-11-30 with the locked dependencies, before the change;
+two runs gave identical values to the last digit. Rounded to 4 decimals so that a different CPU's
+float summation order cannot fail it, while any change in data, features, split or model does.
+If a deliberate change moves them (new features, a new recipe), re-record them and say why.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FRAUD = {
+    "pr_auc": 0.7286, "roc_auc": 0.9539, "recall_at_fpr_0.01": 0.8654, "positive_rate": 0.01,
+    "rows": 5206.0, "threshold": 0.4517, "expected_cost_per_event": 0.3515,
+    "precision_at_threshold": 0.7377, "recall_at_threshold": 0.8654,
+}
+SEARCH = {
+    "ndcg_at_5": 0.9491, "ndcg_at_10": 0.967, "mrr": 1.0, "queries": 41.0,
+    "ndcg_at_5_baseline_bm25": 0.7869, "ndcg_at_10_baseline_bm25": 0.8301, "mrr_baseline_bm25": 0.9756,
+    "ndcg_at_5_baseline_dense_sim": 0.8201, "ndcg_at_10_baseline_dense_sim": 0.8714, "mrr_baseline_dense_sim": 1.0,
+    "rows": 1203.0, "click_labelled_train_rows": 267.0,
+    "recall_at_10_bm25": 0.5642, "recall_at_100_bm25": 0.905, "recall_at_1000_bm25": 0.905,
+    "recall_at_10_dense": 0.597, "recall_at_100_dense": 0.9928, "recall_at_1000_dense": 1.0,
+    "recall_at_10_fused": 0.6078, "recall_at_100_fused": 0.9928, "recall_at_1000_fused": 1.0,
+}
+
+
+def rounded(metrics: dict) -> dict:
+    return {k: round(float(v), 4) for k, v in metrics.items()}
+
+
+def test_fraud_metrics_are_unchanged(trained_fraud):
+    train = trained_fraud.records["train"]
+    assert rounded(train["metrics"]) == FRAUD
+    assert (train["rows"], train["train_rows"]) == (27777, 22571)
+
+
+def test_search_metrics_are_unchanged(trained_search):
+    train = trained_search.records["train"]
+    assert rounded(train["metrics"]) == SEARCH
+    assert (train["rows"], train["train_rows"]) == (4666, 3463)
