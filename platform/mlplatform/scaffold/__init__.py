@@ -4,6 +4,7 @@ infer.py and columns.py read a table into a plan, render.py writes it as tenant.
 """
 
 from mlplatform.scaffold.errors import ScaffoldError
+from mlplatform.scaffold.letor import scaffold_letor_tenant
 from mlplatform.scaffold.table import scaffold_tenant
 
-__all__ = ["ScaffoldError", "scaffold_tenant"]
+__all__ = ["ScaffoldError", "scaffold_letor_tenant", "scaffold_tenant"]
