@@ -165,7 +165,7 @@ def platform(tenant: Path, home: Path, run_id: str, cli: bool, work: Path) -> di
 
 
 def run(p: dict, work: Path, quick: bool) -> dict:
-    from mlplatform.scaffold_letor import scaffold_letor_tenant
+    from mlplatform.scaffold import scaffold_letor_tenant
 
     sizes = SIZES[quick] | {k[6:]: v for k, v in p.items() if k.startswith("letor_")}
     base = Path(work) / "letor"

@@ -243,8 +243,7 @@ def tenant_new(
     overwrite: Annotated[bool, typer.Option(help="replace an existing tenant folder")] = False,
 ) -> None:
     """Scaffold a tenant: classification from a labelled table, or ranking from LETOR files; then `mlplatform run NAME`."""
-    from mlplatform.scaffold import scaffold_tenant
-    from mlplatform.scaffold_letor import scaffold_letor_tenant
+    from mlplatform.scaffold import scaffold_letor_tenant, scaffold_tenant
 
     if (from_table is None) == (from_letor is None):
         raise UserError("give exactly one of --from-table PATH --label COL, or --from-letor TRAIN_FILE")

@@ -10,7 +10,9 @@ import pytest
 
 from mlplatform.config import load_tenant
 from mlplatform.data.ingest import ingest, load_raw
-from mlplatform.scaffold import BOUNDS_MARGIN, SYNTHETIC_EPOCH, ScaffoldError, scaffold_tenant
+from mlplatform.scaffold import ScaffoldError, scaffold_tenant
+from mlplatform.scaffold.columns import BOUNDS_MARGIN
+from mlplatform.scaffold.infer import SYNTHETIC_EPOCH
 from mlplatform.training.dataset import time_split
 from mlplatform.workspace import Workspace
 

@@ -32,7 +32,7 @@ import yaml
 
 from mlplatform.config import NAME_RE, load_tenant
 from mlplatform.ranking.letor import read_letor_set
-from mlplatform.scaffold import ScaffoldError
+from mlplatform.scaffold.errors import ScaffoldError
 
 K_VALUES = [1, 3, 5, 10]
 PRIMARY_K = 10  # metrics.primary is ndcg_at_10; the trainer's early stopping watches the same metric
