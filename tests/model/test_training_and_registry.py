@@ -315,11 +315,11 @@ def test_gate_compares_with_the_champion_scored_on_the_same_rows(registry_copy):
 
 
 def test_champion_is_scored_on_given_rows_or_skipped_with_a_reason(session, caplog):
-    from mlplatform.registry.champion_eval import evaluate_champion
+    from mlplatform.training.champion import evaluate_champion
 
     tf, ws, _ = session
     cfg = load_tenant(tf.tenant_file)
-    from mlplatform.serving.predictor import load_by_alias
+    from mlplatform.registry.loading import load_by_alias
 
     _, _, model = load_by_alias(cfg, ws, "champion")  # the workspace's own store, whatever ran before
     rng = np.random.default_rng(0)
