@@ -316,11 +316,12 @@ def quality(
     """Join delayed labels (ranking: clicks) with logged predictions; write rolling quality (the webhook exports it)."""
     from mlplatform.config import load_tenant
     from mlplatform.monitoring.feedback import FeedbackError
-    from mlplatform.monitoring.quality import run_quality_job
+    from mlplatform.tasks import task_for
     from mlplatform.workspace import Workspace
 
     try:
-        record = run_quality_job(load_tenant(_tenant_path(tenant)), Workspace.from_env(home), role=role)
+        cfg = load_tenant(_tenant_path(tenant))
+        record = task_for(cfg).quality_job(cfg, Workspace.from_env(home), role=role)
     except FeedbackError as err:
         raise FeedbackError(f"bad feedback: {err}") from err
     console.print_json(json.dumps(record))

@@ -182,7 +182,7 @@ def new_run_dir(runs: Path, suffix: str = "", point_latest: bool = True) -> Path
 
 def run_demo(tenant_files: list[Path], ws: Workspace, runs: Path, data_args: dict[str, Any],
              console: Console | None = None) -> dict:
-    from mlplatform.serving import ranking_smoke, smoke
+    from mlplatform.tasks import task_for
 
     console = console or Console()
     started = time.monotonic()
@@ -199,8 +199,7 @@ def run_demo(tenant_files: list[Path], ws: Workspace, runs: Path, data_args: dic
         with console.status(f"{cfg.name}: serving alias '{escape(cfg.serving.model_alias)}' and sending a smoke batch"):
             t0 = time.monotonic()
             with model_server(tenant_file, ws, run_dir / f"{cfg.name}-server.log") as base:
-                smoke_test = ranking_smoke.smoke_test if cfg.task == "ranking" else smoke.smoke_test
-                smoke = smoke_test(cfg, ws, base, cfg.serving.smoke_requests)
+                smoke = task_for(cfg).smoke_test(cfg, ws, base, cfg.serving.smoke_requests)
             smoke["seconds"] = round(time.monotonic() - t0, 2)
         summary["tenants"][cfg.name] = tenant_summary(ws, cfg.name, run_id, smoke) | {
             "stages_wall": wall | {"serve_and_smoke": smoke["seconds"]}}

@@ -174,15 +174,15 @@ def ranking_traffic_rows(cfg, ws: Workspace, n: int = 100, seed: int = 0) -> lis
 def ranking_quality_round(cfg, ws: Workspace, seed: int) -> dict[str, Any]:
     """One round of the ranking quality loop: the tenant's simulated users give feedback on the
     lists logged since the last round, then the quality job runs (writes quality/latest.json)."""
-    from mlplatform.monitoring.quality import run_quality_job
     from mlplatform.plugins import resolve
+    from mlplatform.tasks import task_for
 
     simulator = cfg.ranking.feedback.simulator
     if not simulator:
         raise RuntimeError(f"tenant {cfg.name!r} names no ranking.feedback.simulator: in embedded mode nobody "
                            f"clicks the served lists, so there is no feedback to measure quality on")
     feedback = resolve(simulator)(cfg, ws, role="stable", seed=seed)
-    return {"feedback": feedback, "quality": run_quality_job(cfg, ws)}
+    return {"feedback": feedback, "quality": task_for(cfg).quality_job(cfg, ws)}
 
 
 def _ranking_quality(cfg, ws: Workspace, stack, traffic: "Traffic", log: "Journal", result: dict[str, Any]) -> None:
@@ -243,6 +243,7 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
     from mlplatform.rollout.controller import run_rollout
     from mlplatform.rollout.state import rollout_dir
     from mlplatform.serving.smoke import v1_path
+    from mlplatform.tasks import task_for
 
     console = console or Console()
     run_dir = new_run_dir(runs)
@@ -283,11 +284,11 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
         log("Prometheus and Alertmanager up", prometheus=stack.prometheus_url, alertmanager=stack.alertmanager_url,
             rules=str(rules))
 
-        ranking = cfg.task == "ranking"
-        traffic = Traffic(url, v1_path(cfg), ranking_traffic_rows(cfg, ws) if ranking else traffic_rows(cfg, ws))
+        watch_drift = task_for(cfg).drift_reference
+        traffic = Traffic(url, v1_path(cfg), traffic_rows(cfg, ws) if watch_drift else ranking_traffic_rows(cfg, ws))
         traffic.start()
         log("traffic started", rate_per_s=traffic.rate)
-        if ranking:  # no drift gauges to alert on: measure online quality from (simulated) clicks
+        if not watch_drift:  # no drift gauges to alert on: measure online quality from (simulated) clicks
             _ranking_quality(cfg, ws, stack, traffic, log, result)
             return result
         retraining_alerts = set(cfg.retraining.alerts)

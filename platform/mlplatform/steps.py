@@ -84,7 +84,7 @@ def features(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
 
 
 def train(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
-    from mlplatform.training.run import train_and_log
+    from mlplatform.tasks import task_for
 
     cfg, ws = _open(tenant_file, home)
     snapshot = ws.read_step(cfg.name, run_id, "ingest")
@@ -94,7 +94,7 @@ def train(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
         "data_snapshot": snapshot["sha256"],
         "feature_views": ",".join(v.name for v in cfg.features.feature_views),
     }
-    record = train_and_log(cfg, ws, run_id, lineage, validation_report=validation["report"])
+    record = task_for(cfg).train_and_log(cfg, ws, run_id, lineage, validation_report=validation["report"])
     ws.write_step(cfg.name, run_id, "train", record)
     return record
 

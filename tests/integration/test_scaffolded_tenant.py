@@ -56,7 +56,7 @@ def serve_check(tenant_file: Path, home: Path, keys: list) -> np.ndarray:
     """What the predictor does: online features for entity keys, scored by the champion model."""
     from mlplatform.features.store import OnlineFeatures
     from mlplatform.registry.mlflow_registry import connect
-    from mlplatform.training.run import trainer_module
+    from mlplatform.training.trainers import resolve_trainer
     from mlplatform.workspace import Workspace
 
     cfg, ws = load_tenant(tenant_file), Workspace.from_env(home)
@@ -64,8 +64,8 @@ def serve_check(tenant_file: Path, home: Path, keys: list) -> np.ndarray:
     feats = OnlineFeatures(cfg, ws).fetch([{key: k} for k in keys])
     assert feats[cfg.model.features].notna().all().all(), feats
     connect(ws)
-    trainer = trainer_module(cfg)
-    model = trainer.load_model(f"models:/{cfg.name}@champion")
+    trainer = resolve_trainer(cfg.model.trainer)
+    model = trainer.load(f"models:/{cfg.name}@champion")
     return trainer.predict(model, feats[cfg.model.features])
 
 

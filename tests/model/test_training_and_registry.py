@@ -52,7 +52,7 @@ def test_run_has_params_and_metrics(session):
     params = run.data.params
     assert int(params["train_rows"]) == tf.records["train"]["train_rows"] > 0
     assert int(params["valid_rows"]) == tf.records["train"]["valid_rows"] > 0
-    assert params["trainer"] == "mlplatform.training.xgboost_trainer:train"
+    assert params["trainer"] == "mlplatform.training.xgboost_trainer:trainer"
     cfg = load_tenant(tf.tenant_file)
     assert params["features"] == ",".join(cfg.model.features)
     assert params["param.max_depth"] == "5"
@@ -113,7 +113,7 @@ def test_registered_version_has_lineage_and_is_champion(session):
     assert tags["pipeline_run_id"] == tf.run_id
     assert tags["feature_views"] == "customer_velocity,terminal_risk"
     assert tags["code_version"] == tf.records["train"]["code_version"] and tags["code_version"]
-    assert tags["trainer"] == "mlplatform.training.xgboost_trainer:train"
+    assert tags["trainer"] == "mlplatform.training.xgboost_trainer:trainer"
     assert float(tags["threshold"]) == pytest.approx(tf.records["train"]["metrics"]["threshold"])
     assert tags["gate"].startswith("passed: ")
     assert "rejected_reason" not in tags
@@ -315,11 +315,11 @@ def test_gate_compares_with_the_champion_scored_on_the_same_rows(registry_copy):
 
 
 def test_champion_is_scored_on_given_rows_or_skipped_with_a_reason(session, caplog):
-    from mlplatform.registry.champion_eval import evaluate_champion
+    from mlplatform.training.champion import evaluate_champion
 
     tf, ws, _ = session
     cfg = load_tenant(tf.tenant_file)
-    from mlplatform.serving.predictor import load_by_alias
+    from mlplatform.registry.loading import load_by_alias
 
     _, _, model = load_by_alias(cfg, ws, "champion")  # the workspace's own store, whatever ran before
     rng = np.random.default_rng(0)

@@ -11,7 +11,8 @@ import pytest
 
 from mlplatform.config import load_tenant
 from mlplatform.monitoring.prediction_log import PredictionLog, read_predictions
-from mlplatform.monitoring.quality import QualityCollector, quality_file, run_quality_job
+from mlplatform.monitoring.quality import QualityCollector, quality_file
+from mlplatform.tasks import task_for
 from mlplatform.workspace import Workspace
 
 from tests.conftest import FRAUD_TENANT
@@ -56,7 +57,7 @@ def test_quality_job_joins_delayed_labels_and_exports(tmp_path):
     scores, labels, events = log_traffic(ws)
     # labels of the last 100 events are not known yet at as_of
     as_of = T0 + timedelta(minutes=300) + timedelta(days=7)
-    rec = run_quality_job(cfg, ws, as_of=as_of, events=events)
+    rec = task_for(cfg).quality_job(cfg, ws, as_of=as_of, events=events)
     assert rec["predictions"] == 400 and rec["labelled"] == 301
     q = rec["versions"]["3"]
     assert q["labelled_rows"] == 301
@@ -72,7 +73,7 @@ def test_ambiguous_label_matches_are_dropped(tmp_path):
     ws = Workspace(tmp_path)
     _, _, events = log_traffic(ws, n=50)
     dup = pd.concat([events, events.iloc[[5]]], ignore_index=True)
-    rec = run_quality_job(cfg, ws, as_of=T0 + timedelta(days=30), events=dup)
+    rec = task_for(cfg).quality_job(cfg, ws, as_of=T0 + timedelta(days=30), events=dup)
     assert rec["labelled"] == 49
 
 

@@ -15,8 +15,9 @@ import pytest
 from mlplatform.config import load_tenant
 from mlplatform.monitoring.feedback import FeedbackError, feedback_dir, read_feedback, validate_feedback, write_feedback
 from mlplatform.monitoring.prediction_log import RankingLog, read_predictions
-from mlplatform.monitoring.quality import QualityCollector, click_quality, quality_file, run_quality_job
+from mlplatform.monitoring.quality import QualityCollector, click_quality, quality_file
 from mlplatform.registry.mlflow_registry import isolated_tracking_env
+from mlplatform.tasks import task_for
 from mlplatform.workspace import Workspace
 
 from tests.conftest import REPO
@@ -61,7 +62,7 @@ def test_ipw_click_ndcg_hand_computed(tmp_path):
     write_feedback(ws, "search", _feedback([("b", 1, 1, 1), ("b", 3, 3, 1)], T0 + timedelta(hours=2)))
     expected = (3 + 15 / math.log2(3) + 15 / 2) / (15 + 15 / math.log2(3) + 3 / 2)
 
-    rec = run_quality_job(cfg, ws, as_of=datetime.now(timezone.utc) + timedelta(days=1))
+    rec = task_for(cfg).quality_job(cfg, ws, as_of=datetime.now(timezone.utc) + timedelta(days=1))
     assert rec["predictions"] == 5 and rec["labelled"] == 3
     assert rec["unmatched_feedback"] == 1 and rec["position_mismatch"] == 1
     q = rec["versions"]["1"]
@@ -80,7 +81,7 @@ def test_ipw_click_ndcg_hand_computed(tmp_path):
 
     # feedback that has not arrived yet waits: before list b's clicks, only a's click on B counts
     # (B: 2 / 1 shown -> grade 4; A and C: grade 0): NDCG = (15/log2 3) / 15
-    early = run_quality_job(cfg, ws, as_of=T0 + timedelta(hours=1))
+    early = task_for(cfg).quality_job(cfg, ws, as_of=T0 + timedelta(hours=1))
     assert early["labelled"] == 2
     assert early["versions"]["1"]["ndcg_at_10"] == pytest.approx(1 / math.log2(3))
 
@@ -93,7 +94,7 @@ def test_rolling_window_keeps_the_newest_lists_per_version(tmp_path):
     _log(ws, {"v2": ("q", [2, 1])}, version="2")
     rows = [(f"old{i}", 2, 2, 1) for i in range(3)] + [(f"new{i}", 1, 1, 1) for i in range(2)] + [("v2", 2, 1, 1)]
     write_feedback(ws, "search", _feedback(rows, T0))
-    rec = run_quality_job(cfg, ws, window=2, as_of=datetime.now(timezone.utc) + timedelta(days=1))
+    rec = task_for(cfg).quality_job(cfg, ws, window=2, as_of=datetime.now(timezone.utc) + timedelta(days=1))
     assert set(rec["versions"]) == {"1", "2"}
     assert rec["versions"]["1"]["labelled_rows"] == 2 and rec["versions"]["1"]["ndcg_at_10"] == pytest.approx(1.0)
     assert rec["versions"]["1"]["click_mrr"] == pytest.approx(1.0)  # only the two newest lists
@@ -199,8 +200,9 @@ def test_bad_feedback_file_fails_the_quality_job_naming_the_file(tmp_path):
     (folder / "part-bad.parquet").unlink()
     write_feedback(ws, "search", pd.DataFrame({"request_id": ["a"], "item_id": ["1"], "position": [1],
                                                "clicked": [1], "at": [T0]}))
+    cfg = load_tenant(SEARCH_TENANT)
     with pytest.raises(FeedbackError, match="item_id values are .* but the logged item ids are integers"):
-        run_quality_job(load_tenant(SEARCH_TENANT), ws)
+        task_for(cfg).quality_job(cfg, ws)
 
 
 def test_quality_decay_rule_uses_the_tenants_primary_metric(tmp_path):

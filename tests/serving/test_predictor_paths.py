@@ -11,9 +11,10 @@ import pytest
 from mlplatform.config import load_tenant
 from mlplatform.monitoring.drift import SCORE, DriftReference
 from mlplatform.monitoring.serving import PredictionMonitor
-from mlplatform.serving.predictor import TenantPredictor, matrix_scorer
+from mlplatform.serving.fast_path import matrix_scorer
+from mlplatform.serving.predictor import TenantPredictor
 from mlplatform.serving.smoke import newest_rows, v1_body
-from mlplatform.training.run import trainer_module
+from mlplatform.training.trainers import resolve_trainer
 from mlplatform.workspace import Workspace
 
 
@@ -50,7 +51,7 @@ def test_columnar_and_matrix_scoring_equal_the_dataframe_path(loaded):
 
 def test_matrix_scorer_is_the_xgboost_trainers_predict(loaded):
     pred, _ = loaded
-    trainer = trainer_module(pred.cfg)
+    trainer = resolve_trainer(pred.cfg.model.trainer)
     x = np.random.default_rng(0).uniform(0, 50, (64, len(pred.features)))
     x[::7, 3] = np.nan
     scorer = matrix_scorer(trainer, pred.model, pred.features)

@@ -16,7 +16,7 @@ from mlplatform.config import load_tenant
 from mlplatform.features.store import OnlineFeatures, apply_request_transform
 from mlplatform.registry.mlflow_registry import connect
 from mlplatform.serving.smoke import bad_requests, newest_rows, smoke_test, v1_body, v1_path, v2_body, v2_path
-from mlplatform.training.run import trainer_module
+from mlplatform.training.trainers import resolve_trainer
 from mlplatform.workspace import Workspace
 
 FRAUD_TENANT = Path(__file__).resolve().parents[2] / "examples" / "fraud" / "tenant.yaml"
@@ -144,8 +144,8 @@ def test_online_scores_equal_the_offline_path(ctx):
         values = [r[field.name] for r in rows]
         feats[field.name] = pd.to_datetime(values, utc=True) if field.type == "datetime" else values
     frame = apply_request_transform(cfg, feats)
-    trainer = trainer_module(cfg)
-    model = trainer.load_model(f"models:/{cfg.name}/{mv.version}")
+    trainer = resolve_trainer(cfg.model.trainer)
+    model = trainer.load(f"models:/{cfg.name}/{mv.version}")
     offline = np.asarray(trainer.predict(model, frame[cfg.model.features]), dtype=float)
     assert served == pytest.approx(offline.tolist(), abs=1e-6)
 

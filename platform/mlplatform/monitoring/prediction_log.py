@@ -174,11 +174,9 @@ def read_predictions(ws: Workspace, tenant: str, role: str | None = None,
     return df.sort_values("logged_at", kind="stable").reset_index(drop=True)
 
 
-def log_for(cfg, ws: Workspace, role: str) -> PredictionLog:
-    """The log a tenant's predictor writes: its join keys and, when requested, the event time;
-    for a ranking tenant, its result lists."""
-    if cfg.task == "ranking":
-        return RankingLog(ws, cfg.name, role)
+def row_log(cfg, ws: Workspace, role: str) -> PredictionLog:
+    """The log of a row predictor (tasks.classification): its join keys and, when requested, the
+    event time."""
     fields = {c.name for c in cfg.features.request.fields}
     time_col = cfg.data.timestamp if cfg.data.timestamp in fields else None
     return PredictionLog(ws, cfg.name, role, cfg.features.join_keys, time_col)

@@ -11,9 +11,11 @@ request contract stays what the feature store needs; a tenant whose events can c
 
 Quality is computed over the newest `window` labelled predictions per model version (default
 5000): PR-AUC (average precision; the fraud tenant's primary metric), ROC-AUC, the positive rate.
-The result is written to `<home>/tenants/<name>/quality/latest.json`; the monitor process (the
-webhook) exports it as `mlplatform_model_quality{tenant, model, version, metric}` on scrape, and
-alert MLPlatformModelQualityDecay compares it with the tenant's gate minimum.
+The job is the task's (`mlplatform.tasks.task_for(cfg).quality_job`: label_quality here for binary
+tenants, ranking_quality for ranking ones). The result is written to
+`<home>/tenants/<name>/quality/latest.json`; the monitor process (the webhook) exports it as
+`mlplatform_model_quality{tenant, model, version, metric}` on scrape, and alert
+MLPlatformModelQualityDecay compares it with the tenant's gate minimum.
 
 Ranking tenants (`task: ranking`): the label is user feedback on the served result lists. The
 predictor logs every list it returns (prediction_log.RankingLog); feedback files (clicks, see
@@ -95,36 +97,38 @@ def quality_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return out
 
 
-def run_quality_job(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", window: int | None = None,
-                    as_of: datetime | None = None, events: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Join, compute per model version, write quality/latest.json; returns the record.
-    `window`: labelled predictions per version (binary: default WINDOW; ranking: result lists,
-    default ranking.feedback.window). `events`: the labelled data (binary; default: the snapshot).
-    Ranking: `predictions`/`labelled` count result lists (logged / with feedback)."""
-    record: dict[str, Any] = {"tenant": cfg.name, "role": role,
-                              "computed_at": datetime.now(timezone.utc).isoformat(), "versions": {}}
-    if cfg.task == "ranking":
-        record |= ranking_quality(cfg, ws, role=role, window=window, as_of=as_of)
-    elif cfg.task != "binary_classification":
-        record["skipped"] = f"task {cfg.task}: quality from delayed labels is not implemented"
-    else:
-        preds = read_predictions(ws, cfg.name, role)
-        if len(preds):
-            if events is None:
-                from mlplatform.data.ingest import load_raw
+def new_record(cfg: TenantConfig, role: str) -> dict[str, Any]:
+    """The head of a quality record; the task's quality job adds its part (tasks/*.py quality_job)."""
+    return {"tenant": cfg.name, "role": role, "computed_at": datetime.now(timezone.utc).isoformat(), "versions": {}}
 
-                events = load_raw(cfg, ws)
-            joined = join_labels(cfg, preds, events, as_of)
-            record["predictions"], record["labelled"] = len(preds), len(joined)
-            for version, g in joined.groupby("model_version"):
-                g = g.sort_values("event_time").tail(window or WINDOW)
-                record["versions"][str(version)] = quality_metrics(g["label"].to_numpy(), g["score"].to_numpy())
-    path = quality_file(ws, cfg.name)
+
+def write_record(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
+    """Write quality/latest.json atomically (the webhook's collector reads it); returns the record."""
+    path = quality_file(ws, record["tenant"])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(path)
     return record
+
+
+def label_quality(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", window: int | None = None,
+                  as_of: datetime | None = None, events: pd.DataFrame | None = None) -> dict[str, Any]:
+    """{"versions", "predictions", "labelled"} of a binary tenant: per model version over its newest
+    `window` labelled predictions (default WINDOW). `events`: the labelled data (default: the snapshot)."""
+    out: dict[str, Any] = {"versions": {}}
+    preds = read_predictions(ws, cfg.name, role)
+    if len(preds):
+        if events is None:
+            from mlplatform.data.ingest import load_raw
+
+            events = load_raw(cfg, ws)
+        joined = join_labels(cfg, preds, events, as_of)
+        out["predictions"], out["labelled"] = len(preds), len(joined)
+        for version, g in joined.groupby("model_version"):
+            g = g.sort_values("event_time").tail(window or WINDOW)
+            out["versions"][str(version)] = quality_metrics(g["label"].to_numpy(), g["score"].to_numpy())
+    return out
 
 
 # --- ranking tenants: clicks on the logged result lists -------------------------------------------
@@ -216,7 +220,9 @@ def click_quality(impressions: pd.DataFrame, k_values: list[int], eta: float,
 
 def ranking_quality(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", window: int | None = None,
                     as_of: datetime | None = None) -> dict[str, Any]:
-    """{"predictions", "labelled", "versions", ...} of a ranking tenant (run_quality_job writes it)."""
+    """{"versions", "predictions", "labelled", ...} of a ranking tenant: per model version over its
+    newest `window` result lists with feedback (default ranking.feedback.window). Counts are of
+    result lists (logged / with feedback)."""
     from mlplatform.monitoring.feedback import read_feedback
 
     window = window or cfg.ranking.feedback.window

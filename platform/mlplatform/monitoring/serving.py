@@ -1,12 +1,12 @@
 """What a predictor does for monitoring, per request: drift histograms and the prediction log.
 
-`PredictionMonitor.for_model(cfg, ws, run_id, labels)` is called by the predictor's load():
+`PredictionMonitor.for_model(cfg, ws, run_id, labels, log=...)` is called by the predictor's load():
 - loads the model's drift reference (MLflow artifact `drift/reference.json` of the version's run;
   a model without one is served without drift gauges and says so on stderr);
 - registers a collector that computes `mlplatform_drift_psi` / `mlplatform_drift_ks`
   {tenant, model, version, role, feature} from the window counts *on scrape* (F x bins numbers:
   microseconds), so the request path only bins its rows;
-- opens the prediction log (`monitoring/prediction_log.py`).
+- writes the prediction log the predictor opened (`monitoring/prediction_log.py`), if any.
 
 `observe(inputs, names, scores, decisions, cols, headers)` takes the model's input matrix as the
 predictor scored it (rows x names, float64), so binning a row is one column gather, not 17 column
@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from mlplatform.monitoring.drift import SCORE, DriftReference, StreamingHistograms, load_reference
-from mlplatform.monitoring.prediction_log import PredictionLog, log_for, request_id
+from mlplatform.monitoring.prediction_log import PredictionLog, request_id
 
 LABELS = ["tenant", "model", "version", "role", "feature"]
 
@@ -95,14 +95,13 @@ class PredictionMonitor:
         self._locs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
-    def for_model(cls, cfg, ws, run_id: str | None, labels: dict[str, str], *, log: bool = True,
+    def for_model(cls, cfg, ws, run_id: str | None, labels: dict[str, str], *, log: PredictionLog | None = None,
                   register: bool = True) -> "PredictionMonitor":
         reference = load_reference(run_id) if run_id else None
         if reference is None:
             print(f"mlplatform: {cfg.name} v{labels.get('version')}: no drift reference in MLflow; "
                   f"drift gauges are off for this model", file=sys.stderr)
-        monitor = cls(labels, reference, log_for(cfg, ws, labels["role"]) if log else None,
-                      cfg.drift.window_rows, cfg.drift.min_rows)
+        monitor = cls(labels, reference, log, cfg.drift.window_rows, cfg.drift.min_rows)
         if register:
             drift_collector().add(monitor)
         return monitor

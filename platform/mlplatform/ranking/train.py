@@ -21,8 +21,10 @@ from mlplatform.features.store import training_frame
 from mlplatform.plugins import resolve
 from mlplatform.ranking.clicks import click_labels
 from mlplatform.ranking.metrics import ranking_metrics, recall_at_k
-from mlplatform.registry import champion_eval
+from mlplatform.training.champion import evaluate_champion
 from mlplatform.training.dataset import labelled_as_of, time_split
+from mlplatform.training.mlflow_log import log_training_run
+from mlplatform.training.trainers import resolve_trainer
 from mlplatform.workspace import Workspace
 
 SOURCE = "label_source"  # judgment | clicks
@@ -93,8 +95,6 @@ def evaluate(cfg: TenantConfig, model, predict, df: pd.DataFrame, prefix: str = 
 
 def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any],
                           validation_report: str | None = None) -> dict[str, Any]:
-    from mlplatform.training.run import log_training_run, trainer_module
-
     started = time.monotonic()
     r = cfg.ranking
     raw = load_raw(cfg, ws)
@@ -113,10 +113,10 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
     train_df, valid_df, test_df = split(cfg, frame)
     valid_df = valid_df[valid_df[SOURCE] == "judgment"].reset_index(drop=True)  # evaluate on judgments only
 
-    trainer = trainer_module(cfg)
-    trained = resolve(cfg.model.trainer)(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
+    trainer = resolve_trainer(cfg.model.trainer)
+    trained = trainer.train(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
     metrics = evaluate(cfg, trained.model, trainer.predict, valid_df)
-    champion = champion_eval.evaluate_champion(
+    champion = evaluate_champion(
         cfg, ws, valid_df, lambda model, predict, feats: evaluate(cfg, model, predict, valid_df, features=feats))
     metrics["rows"] = float(len(valid_df))
     metrics["click_labelled_train_rows"] = float((train_df[SOURCE] == "clicks").sum())

@@ -65,7 +65,7 @@ def _tenant(name: str, files: dict[str, str], width: int, max_label: int, rows: 
         "ranking": {"group": "qid", "item": "doc_id", "k_values": K_VALUES, "relevant_min": 1,
                     "max_label": max_label},
         "model": {
-            "trainer": "mlplatform.training.lightgbm_ranker:train",
+            "trainer": "mlplatform.training.lightgbm_ranker:trainer",
             "features": feats,
             "params": {},
             "num_boost_round": 500,

@@ -1,21 +1,15 @@
-"""The tenant predictor: a `kserve.Model` serving any tenant from its config, nothing tenant-specific.
+"""The row predictor (`task: binary_classification`): a `kserve.Model` serving any such tenant from
+its config, nothing tenant-specific.
 
-load()     MLflow version by alias (`serving.model_alias`, or the one given) -> the trainer module
-           named in the version's `trainer` tag loads the model; the `threshold` tag is the decision
-           threshold; the Feast online store is opened. `ready` becomes True only when all worked;
+load()     MLflow version by alias (`serving.model_alias`, or the one given) -> the trainer named in
+           the version's `trainer` tag loads the model (serving/served_model.py); the `threshold`
+           tag is the decision threshold; the Feast online store is opened. `ready` becomes True only when all worked;
            otherwise `ModelLoadError` says what is missing (the server then refuses to start).
 predict()  V1 {"instances": [...]} or V2 (Open Inference Protocol) -> validated columns
            (mlplatform.serving.inputs) -> online features for the entity keys -> the tenant's request
            transform -> model scores -> per row {"score", "decision" (score >= threshold), "model_version"}.
 
-Per-request cost (a one-row fraud request is under 1 ms of Python, half of it Feast): no pandas on
-the request path when the tenant's transform accepts columns and the model can be scored on a
-matrix (`matrix_scorer`). A request transform that sets the attribute `columnar = True` takes and
-returns a dict {column: 1-D numpy array} (datetimes as UTC datetime64[ns]) as well as a DataFrame
-(what training passes). pandas (two frames built, the model's columns selected) was more than half
-of a one-row request. Otherwise the transform and the trainer get a DataFrame, as before. Either
-way the model's inputs end as one float64 matrix in the model's feature order, which the drift
-histograms bin.
+The pandas-free request path: serving/fast_path.py.
 
 Unknown entities (policy): a row is rejected when, for one of its entities, every feature of a
 view keyed by that entity is null, i.e. the online store has no row for that key (never seen, or
@@ -28,60 +22,19 @@ passed to the model as missing values, as in training.
 
 from __future__ import annotations
 
-import sys
 import uuid
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from mlplatform.config import TenantConfig
-from mlplatform.errors import UserError
 from mlplatform.plugins import resolve
+from mlplatform.registry.loading import ModelLoadError
+from mlplatform.serving.fast_path import COLUMN_DTYPES, matrix_scorer, same_scores, utc_datetime64, utc_index
 from mlplatform.serving.inputs import RequestSchema
-from mlplatform.serving.metrics import ServingMetrics, check_role, default_metrics
-from mlplatform.workspace import Workspace
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def utc_datetime64(values: list[datetime]) -> np.ndarray:
-    """tz-aware datetimes as UTC datetime64[ns]; built from integers because pd.to_datetime on
-    Python objects costs 3-4x more per request."""
-    return np.array([(v - _EPOCH) // _MICROSECOND * 1000 for v in values], dtype="datetime64[ns]")
-
-
-def utc_index(values: list[datetime]) -> pd.DatetimeIndex:
-    """tz-aware UTC datetimes as datetime64[ns, UTC], the dtype of the training data."""
-    return pd.DatetimeIndex(utc_datetime64(values)).tz_localize("UTC")
-
-
-# validated request values (mlplatform.serving.inputs) -> numpy dtype of their column
-_COLUMN_DTYPES = {"int": np.int64, "float": np.float64, "bool": np.bool_, "str": object}
-
-
-def matrix_scorer(trainer, model, features: list[str]):
-    """A scorer of the model's input matrix (rows x `features`, float64) that skips the DataFrame
-    `trainer.predict` takes, or None: for a trainer module that offers `predict_matrix(model, x)`
-    (xgboost_trainer does) and a model whose inputs are `features` in that order. Building the frame
-    and selecting its columns was ~0.3 ms of a one-row request. `TenantPredictor.load` checks it
-    against `trainer.predict` before using it."""
-    from mlplatform.registry.champion_eval import model_features
-
-    predict_matrix = getattr(trainer, "predict_matrix", None)
-    if predict_matrix is None or model_features(model, []) != list(features):
-        return None
-    return lambda x: predict_matrix(model, x)
-
-
-class ModelLoadError(RuntimeError, UserError):
-    """The model cannot be served (no such alias, missing tags, unloadable model or feature store)."""
+from mlplatform.serving.served_model import ServedModel
 
 
 class FeatureStoreUnavailable(RuntimeError):
@@ -90,42 +43,17 @@ class FeatureStoreUnavailable(RuntimeError):
     and the next request reopens the store, so serving recovers when the store comes back."""
 
 
-def load_by_alias(cfg: TenantConfig, ws: Workspace, alias: str):
-    """The registered version behind `alias`, its trainer module (from the version's `trainer` tag)
-    and the loaded model: (model_version, trainer_module, model). Raises ModelLoadError."""
-    from mlflow.exceptions import MlflowException
-
-    from mlplatform.registry.mlflow_registry import connect
-
-    name = cfg.name
-    try:
-        mv = connect(ws).get_model_version_by_alias(name, alias)
-    except MlflowException as err:
-        raise ModelLoadError(f"cannot serve {name!r}: MLflow ({ws.mlflow_uri}) has no version with alias "
-                             f"{alias!r} of registered model {name!r} ({err.message.splitlines()[0]})") from None
-    trainer = sys.modules[resolve(dict(mv.tags).get("trainer") or cfg.model.trainer).__module__]
-    try:
-        model = trainer.load_model(f"models:/{name}/{mv.version}")
-    except Exception as err:  # noqa: BLE001 - any flavour's loading error is a load failure
-        raise ModelLoadError(f"{name} v{mv.version}: {trainer.__name__}.load_model failed: {err}") from err
-    return mv, trainer, model
-
-
 class UnknownEntity(InvalidInput):
     """A row names an entity the online store has no features for. A subclass of InvalidInput, so a
     plain kserve server still answers 400; `server.install_http_hooks` maps it to 422."""
 
 
-class TenantPredictor(Model):
-    def __init__(self, cfg: TenantConfig, ws: Workspace, *, alias: str | None = None, role: str = "stable",
-                 metrics: ServingMetrics | None = None):
-        super().__init__(cfg.name)
-        self.cfg, self.ws = cfg, ws
-        self.alias = alias or cfg.serving.model_alias
-        self.role = check_role(role)
+class TenantPredictor(ServedModel):
+    """The predictor of `task: binary_classification` (mlplatform.tasks.classification)."""
+
+    def __init__(self, cfg, ws, **kwargs):
+        super().__init__(cfg, ws, **kwargs)
         self.schema = RequestSchema(cfg)
-        self.metrics = metrics or default_metrics()
-        self.model_version: str | None = None
         self.threshold: float | None = None
         self.monitor = None  # drift histograms and prediction log (mlplatform.monitoring.serving), set by load()
         # views as (join keys, feature names): the unit of the unknown-entity check
@@ -135,23 +63,22 @@ class TenantPredictor(Model):
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def load(self) -> bool:
+    def prepare(self, mv) -> None:
         name = self.cfg.name
-        mv, trainer, self.model = load_by_alias(self.cfg, self.ws, self.alias)
         tags = dict(mv.tags)
         try:
             self.threshold = float(tags["threshold"])
         except (KeyError, ValueError):
             raise ModelLoadError(f"{name} v{mv.version}: tag 'threshold' missing or not a number "
                                  f"({tags.get('threshold')!r}); the decision needs it") from None
-        self._predict_fn = trainer.predict
+        self._predict_fn = self.trainer.predict
         # the model's own input list when it records one (xgboost does); else the tenant's
         self.features = list(getattr(self.model, "feature_names", None) or self.cfg.model.features)
         unknown = sorted(set(self.features) - set(self.cfg.available_features))
         if unknown:
             raise ModelLoadError(f"{name} v{mv.version} needs inputs the tenant file does not provide: {unknown}")
         # a tenant whose inputs are all request fields has no feature views: no online store then.
-        # Feast is imported only now (4 s): without a model, start-up fails at once
+        # Feast is imported only now (4 s), after the model is found: without one, start-up fails at once
         from mlplatform.features.store import OnlineFeatures
 
         self.online = OnlineFeatures(self.cfg, self.ws) if self.views else None
@@ -162,29 +89,22 @@ class TenantPredictor(Model):
                 raise ModelLoadError(f"{name}: the online feature store cannot be read "
                                      f"({type(err).__name__}: {err})") from err
         self._transform = resolve(self.cfg.features.request.transform) if self.cfg.features.request.transform else None
-        self._score_matrix = matrix_scorer(trainer, self.model, self.features)
-        if self._score_matrix is not None and not self._same_scores(trainer.predict):
+        self._score_matrix = matrix_scorer(self.trainer, self.model, self.features)
+        if self._score_matrix is not None and not same_scores(self._score_matrix, self.trainer.predict, self.model,
+                                                              self.features):
             self._score_matrix = None
         # no pandas per request: a matrix scorer, and a transform that takes columns (or none)
         self._columnar = self._score_matrix is not None and (
             self._transform is None or bool(getattr(self._transform, "columnar", False)))
-        self.model_version = str(mv.version)
-        self._labels = {"tenant": name, "model": name, "version": self.model_version, "role": self.role}
-        # the children are looked up once: labels(**...) per scored row cost more than observe()
-        self._score_metric = self.metrics.score.labels(**self._labels)  # families show up in /metrics
-        self.metrics.duration.labels(**self._labels)  # before the first request
+
+    def started(self, mv) -> None:
+        from mlplatform.monitoring.prediction_log import row_log
         from mlplatform.monitoring.serving import PredictionMonitor
 
-        self.monitor = PredictionMonitor.for_model(self.cfg, self.ws, mv.run_id, self._labels)
-        self.ready = True
-        return self.ready
-
-    def start(self) -> None:
-        """kserve's default start() sets ready=True unconditionally; readiness is load()'s verdict."""
-
-    def labels(self) -> dict[str, str]:
-        return getattr(self, "_labels", None) or {"tenant": self.cfg.name, "model": self.cfg.name,
-                                                  "version": "none", "role": self.role}
+        # the child is looked up once: labels(**...) per scored row cost more than observe()
+        self._score_metric = self.metrics.score.labels(**self._labels)
+        self.monitor = PredictionMonitor.for_model(self.cfg, self.ws, mv.run_id, self._labels,
+                                                   log=row_log(self.cfg, self.ws, self.role))
 
     # --- inference ------------------------------------------------------------------------------
 
@@ -237,7 +157,7 @@ class TenantPredictor(Model):
             if spec.type == "datetime":
                 columns[spec.name] = utc_datetime64(values) if self._columnar else utc_index(values)
             else:
-                columns[spec.name] = np.array(values, dtype=_COLUMN_DTYPES[spec.type])
+                columns[spec.name] = np.array(values, dtype=COLUMN_DTYPES[spec.type])
         for _, names in self.views:
             for f in names:
                 columns[f] = np.array(feats[f], dtype=np.float64)  # None (a missing value) -> NaN
@@ -254,14 +174,8 @@ class TenantPredictor(Model):
         x = np.column_stack([df[f].to_numpy(dtype=np.float64, na_value=np.nan) for f in self.features])
         if self._score_matrix is not None:
             return np.asarray(self._score_matrix(x), dtype=np.float64), x
-        # the whole frame, as training does (run.py): the trainer selects its inputs itself
+        # the whole frame, as training does (training/classification.py): the trainer selects its inputs itself
         return np.asarray(self._predict_fn(self.model, df), dtype=np.float64), x
-
-    def _same_scores(self, predict) -> bool:
-        """The matrix scorer gives the trainer's scores (probe rows: zeros, ones, missing values)."""
-        probe = np.array([[0.0] * len(self.features), [1.0] * len(self.features), [np.nan] * len(self.features)])
-        expected = np.asarray(predict(self.model, pd.DataFrame(probe, columns=self.features)), dtype=np.float64)
-        return np.array_equal(np.asarray(self._score_matrix(probe), dtype=np.float64), expected, equal_nan=True)
 
     def _reopen_online_store(self) -> None:
         """A fresh store object (the SQLite store keeps its connection open, so a replaced database

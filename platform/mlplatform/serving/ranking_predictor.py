@@ -30,16 +30,13 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from mlplatform.config import TenantConfig
 from mlplatform.plugins import resolve
+from mlplatform.registry.loading import ModelLoadError  # one error type: the server exits 2 on it
 from mlplatform.serving.inputs import decode_json
-from mlplatform.serving.metrics import ServingMetrics, check_role, default_metrics
-from mlplatform.serving.predictor import ModelLoadError, load_by_alias  # one error type: the server exits 2 on it
-from mlplatform.workspace import Workspace
+from mlplatform.serving.served_model import ServedModel
 
 MAX_QUERIES = 16
 MAX_QUERY_CHARS = 256
@@ -72,27 +69,22 @@ def parse_query(row: Any, where: str, default_n: int, max_n: int) -> tuple[str, 
     return query.strip(), n
 
 
-class RankingPredictor(Model):
-    def __init__(self, cfg: TenantConfig, ws: Workspace, *, alias: str | None = None, role: str = "stable",
-                 metrics: ServingMetrics | None = None):
-        super().__init__(cfg.name)
-        if cfg.task != "ranking" or not cfg.ranking or not cfg.ranking.retrieval:
-            raise ValueError(f"tenant {cfg.name!r}: the ranking predictor needs task 'ranking' with ranking.retrieval")
-        self.cfg, self.ws = cfg, ws
-        self.alias = alias or cfg.serving.model_alias
-        self.role = check_role(role)
-        self.metrics = metrics or default_metrics()
-        self.model_version: str | None = None
+class RankingPredictor(ServedModel):
+    """The predictor of `task: ranking` (mlplatform.tasks.ranking)."""
+
+    def __init__(self, cfg, ws, **kwargs):
+        super().__init__(cfg, ws, **kwargs)
+        if not cfg.ranking or not cfg.ranking.retrieval:
+            raise ValueError(f"tenant {cfg.name!r}: the ranking predictor needs a ranking section with ranking.retrieval")
         self._lock = threading.Lock()
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.log = None  # the result lists served (monitoring.prediction_log.RankingLog), opened by load()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def load(self) -> bool:
+    def prepare(self, mv) -> None:
         name = self.cfg.name
-        mv, trainer, self.model = load_by_alias(self.cfg, self.ws, self.alias)
-        self._predict_fn = trainer.predict
+        self._predict_fn = self.trainer.predict
         retrieval = self.cfg.ranking.retrieval
         try:
             self.retriever = resolve(retrieval.retriever).load(self.cfg, self.ws)
@@ -113,22 +105,12 @@ class RankingPredictor(Model):
         if "torch" in sys.modules:  # one query at a time: one intra-op thread (as limit_native_threads for BLAS)
             sys.modules["torch"].set_num_threads(1)
         self.retriever.search("warm up", 10)  # first-call costs (tokenizer, BLAS) before the first request
-        self.model_version = str(mv.version)
-        self._labels = {"tenant": name, "model": name, "version": self.model_version, "role": self.role}
-        self.metrics.duration.labels(**self._labels)
-        from mlplatform.monitoring.prediction_log import log_for
 
-        self.log = log_for(self.cfg, self.ws, self.role)
+    def started(self, mv) -> None:
+        from mlplatform.monitoring.prediction_log import RankingLog
+
+        self.log = RankingLog(self.ws, self.cfg.name, self.role)
         self._schedule_refresh()
-        self.ready = True
-        return self.ready
-
-    def start(self) -> None:
-        """Readiness is load()'s verdict (kserve's default start() sets ready unconditionally)."""
-
-    def labels(self) -> dict[str, str]:
-        return getattr(self, "_labels", None) or {"tenant": self.cfg.name, "model": self.cfg.name,
-                                                  "version": "none", "role": self.role}
 
     def _refresh_items(self) -> None:
         """Item features of the whole catalog from the online store, as a matrix (items x features)."""
@@ -139,8 +121,8 @@ class RankingPredictor(Model):
 
         key = self.cfg.features.entities[0].join_key
         rows = [{key: int(i) if isinstance(i, (np.integer, int)) else i} for i in self.item_ids]
-        feats = OnlineFeatures(self.cfg, self.ws).store.get_online_features(
-            features=OnlineFeatures(self.cfg, self.ws).refs, entity_rows=rows).to_dict()
+        online = OnlineFeatures(self.cfg, self.ws)
+        feats = online.store.get_online_features(features=online.refs, entity_rows=rows).to_dict()
         matrix = np.column_stack([np.asarray(feats[f], dtype=np.float64) for f in self.item_names])
         with self._lock:
             self.item_matrix = matrix

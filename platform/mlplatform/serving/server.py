@@ -183,12 +183,11 @@ def serve(cfg: TenantConfig, ws: Workspace, *, port: int | None = None, alias: s
     import kserve
     from kserve import model_server
 
-    from mlplatform.serving.predictor import TenantPredictor
+    from mlplatform.tasks import task_for
     from mlplatform.tenants import apply_env_overrides
 
-    if cfg.task == "ranking":  # query in, ranked items out: retrieval + ranker (serving/ranking_predictor.py)
-        from mlplatform.serving.ranking_predictor import RankingPredictor as TenantPredictor  # noqa: F811
-    predictor = TenantPredictor(apply_env_overrides(cfg), ws, alias=alias, role=role)
+    cfg = apply_env_overrides(cfg)
+    predictor = task_for(cfg).predictor(cfg, ws, alias=alias, role=role)  # rows or a query: the task's predictor
     predictor.load()
     limit_native_threads()
     # latency logging off: a log line per request costs more than the prediction (p99 target < 10 ms)
@@ -220,7 +219,7 @@ def serve_tenant(tenant: str | Path | None, home: str | None = None, port: int |
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlplatform.serving.predictor import ModelLoadError
+    from mlplatform.registry.loading import ModelLoadError
 
     parser = argparse.ArgumentParser(prog="mlplatform-serve", description="Serve a tenant's model (KServe).")
     parser.add_argument("tenant", nargs="?", help="tenant name or path (default: MLPLATFORM_TENANT_FILE)")

@@ -1,7 +1,7 @@
-"""LambdaMART (LightGBM `lambdarank`) trained through Ray Train on a local Ray: a trainer module.
+"""LambdaMART (LightGBM `lambdarank`) trained through Ray Train on a local Ray.
 
-Same interface as `xgboost_trainer`: `train(cfg, train_df, valid_df, storage) -> Trained`,
-`predict(model, frame)`, `log_model(...)`, `load_model(uri)`. Rows are grouped by
+`trainer` is this module as a `mlplatform.contracts.Trainer` (train, predict, load, log), named in
+the tenant file as `mlplatform.training.lightgbm_ranker:trainer`. Rows are grouped by
 `ranking.group` (a query): the train loop sorts each shard by group and hands LightGBM the group
 sizes, so every query's documents are ranked against each other. Optional per-row weights come
 from `ranking.weight` (click-derived labels weigh less than judgments).
@@ -171,3 +171,15 @@ def load_model(uri: str) -> lightgbm.Booster:
     import mlflow.lightgbm
 
     return mlflow.lightgbm.load_model(uri)
+
+
+class LightGBMRanker:
+    """The functions above as a Trainer object (mlplatform.contracts), what `model.trainer` names."""
+
+    train = staticmethod(train)
+    predict = staticmethod(predict)
+    load = staticmethod(load_model)
+    log = staticmethod(log_model)
+
+
+trainer = LightGBMRanker()

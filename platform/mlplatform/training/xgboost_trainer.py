@@ -1,10 +1,9 @@
 """XGBoost binary classifier trained through Ray Train on a local Ray, with an optional Ray Tune search.
 
-A trainer module exposes: `train(cfg, train_df, valid_df, storage) -> Trained`, `log_model(booster, ...)`
-for MLflow, `load_model(uri)` and `predict(model, frame) -> scores`; optionally
-`predict_matrix(model, x) -> scores` on rows x the model's inputs, which lets the online predictor skip
-building a DataFrame. The tenant file names the module in `model.trainer`, so another library plugs
-in the same way.
+`trainer` is this module as a `mlplatform.contracts.Trainer` (train, predict, load, log) with the
+optional matrix scorer (`predict_matrix(model, x)` on rows x the model's inputs, which lets the
+online predictor skip building a DataFrame). The tenant file names it in `model.trainer`
+(`mlplatform.training.xgboost_trainer:trainer`), so another library plugs in the same way.
 """
 
 from __future__ import annotations
@@ -233,3 +232,16 @@ def load_model(uri: str) -> xgboost.Booster:
     import mlflow.xgboost
 
     return mlflow.xgboost.load_model(uri)
+
+
+class XGBoostTrainer:
+    """The functions above as a Trainer object (mlplatform.contracts), what `model.trainer` names."""
+
+    train = staticmethod(train)
+    predict = staticmethod(predict)
+    predict_matrix = staticmethod(predict_matrix)
+    load = staticmethod(load_model)
+    log = staticmethod(log_model)
+
+
+trainer = XGBoostTrainer()

@@ -1,17 +1,12 @@
-"""The training step: from the ingested snapshot to an MLflow run holding a model worth reviewing.
-
-events labelled by now -> point-in-time features (Feast) -> time split -> train (Ray) -> metrics,
-threshold, PR curve, importance -> MLflow run (params, metrics, plots, GE report, model with
-signature and input example, lineage tags).
-"""
+"""One MLflow run per trained model, the same for every task: lineage tags, params, metrics (and
+the champion's on the same rows), importance, tuning trials, the GE report, the tenant file, the
+task's own artifacts, and the model with its signature and input example."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import mlflow
@@ -19,21 +14,10 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from mlplatform.config import TenantConfig
-from mlplatform.data.ingest import load_raw
-from mlplatform.features.store import training_frame
-from mlplatform.monitoring.drift import DRIFT_REFERENCE_ARTIFACT, drift_reference
-from mlplatform.plugins import resolve
+from mlplatform.contracts import Trainer
 from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import code_version, connect, experiment_id
-from mlplatform.serving.metrics import bucketed_score_ks
-from mlplatform.training.dataset import labelled_as_of, time_split
-from mlplatform.training.metrics import classification_metrics, pr_curve_figure
 from mlplatform.workspace import Workspace
-
-
-def trainer_module(cfg: TenantConfig) -> ModuleType:
-    """The module holding the tenant's trainer: it also provides predict, log_model and load_model."""
-    return sys.modules[resolve(cfg.model.trainer).__module__]
 
 
 def importance_figure(importance: dict[str, float]):
@@ -50,49 +34,8 @@ def importance_figure(importance: dict[str, float]):
     return fig
 
 
-def train_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any],
-                  validation_report: str | None = None) -> dict[str, Any]:
-    if cfg.task == "ranking":  # grouped rows, ranking metrics, retrieval recall: its own step
-        from mlplatform.ranking.train import train_ranking_and_log
-
-        return train_ranking_and_log(cfg, ws, pipeline_run_id, lineage, validation_report)
-    started = time.monotonic()
-    raw = load_raw(cfg, ws)
-    as_of = pd.to_datetime(raw[cfg.data.timestamp], utc=True).max()
-    events = labelled_as_of(cfg, raw, as_of)
-    request_cols = [c.name for c in cfg.features.request.fields if c.name in events.columns]
-    keep = list(dict.fromkeys(cfg.features.join_keys + [cfg.data.timestamp, cfg.data.label] + request_cols))
-    frame = training_frame(cfg, ws, events[keep])
-    train_df, valid_df = time_split(cfg, frame)
-
-    trainer = trainer_module(cfg)
-    trained = resolve(cfg.model.trainer)(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
-    scores = trainer.predict(trained.model, valid_df)
-    y_valid = valid_df[cfg.data.label].to_numpy()
-    metrics = classification_metrics(y_valid, scores, cfg.metrics)
-
-    def champion_metrics(model, predict, _) -> dict[str, float]:
-        champion_scores = predict(model, valid_df)
-        # score_ks: how far apart the two models' scores are on these rows, the divergence the
-        # rollout's score check expects to see online between this model and that champion
-        return classification_metrics(y_valid, champion_scores, cfg.metrics) | {
-            champion_eval.SCORE_KS: bucketed_score_ks(scores, champion_scores)}
-
-    champion = champion_eval.evaluate_champion(cfg, ws, valid_df, champion_metrics)
-
-    def classification_artifacts() -> None:
-        mlflow.log_figure(pr_curve_figure(y_valid, scores, f"{cfg.name}: validation PR curve"), "plots/pr_curve.png")
-        # what the predictor compares live traffic with: the validation window (the newest data,
-        # out-of-sample scores), binned at its quantiles (mlplatform.monitoring.drift)
-        mlflow.log_text(drift_reference(cfg, valid_df, scores).to_json(), DRIFT_REFERENCE_ARTIFACT)
-
-    return log_training_run(cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
-                            valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
-                            validation_report=validation_report, log_extra=classification_artifacts)
-
-
 def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any], *,
-                     trainer: ModuleType, trained: Any, train_df: pd.DataFrame, valid_df: pd.DataFrame,
+                     trainer: Trainer, trained: Any, train_df: pd.DataFrame, valid_df: pd.DataFrame,
                      as_of: pd.Timestamp, metrics: dict[str, float], champion: tuple[str, dict] | None,
                      started: float, validation_report: str | None = None, extra_tags: dict[str, str] | None = None,
                      extra_params: dict[str, Any] | None = None,
@@ -125,7 +68,7 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lin
         mlflow.log_dict(cfg.model_dump(mode="json"), "tenant.json")
         example = valid_df[cfg.model.features].head(5)
         signature = infer_signature(example, trainer.predict(trained.model, example))
-        model_info = trainer.log_model(trained.model, signature=signature, input_example=example)
+        model_info = trainer.log(trained.model, signature=signature, input_example=example)
         run_id = run.info.run_id
     return {
         "run_id": run_id,

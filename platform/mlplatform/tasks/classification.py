@@ -1,0 +1,47 @@
+"""`task: binary_classification` (fraud): one row of entity keys in, a score and a decision out.
+
+Training: training/classification.py (time split, PR-AUC, cost threshold, drift reference).
+Serving: serving/predictor.py's TenantPredictor, smoke-tested by serving/smoke.py. Monitoring: a
+prediction log row per scored row, joined with labels that arrive later (monitoring/quality.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Classification:
+    name = "binary_classification"
+    drift_reference = True
+
+    def train_and_log(self, cfg, ws, pipeline_run_id: str, lineage: dict[str, Any],
+                      validation_report: str | None = None) -> dict[str, Any]:
+        from mlplatform.training.classification import train_classification_and_log
+
+        return train_classification_and_log(cfg, ws, pipeline_run_id, lineage, validation_report)
+
+    def predictor(self, cfg, ws, *, alias: str | None = None, role: str = "stable"):
+        from mlplatform.serving.predictor import TenantPredictor
+
+        return TenantPredictor(cfg, ws, alias=alias, role=role)
+
+    def prediction_log(self, cfg, ws, role: str):
+        from mlplatform.monitoring.prediction_log import row_log
+
+        return row_log(cfg, ws, role)
+
+    def smoke_test(self, cfg, ws, base_url: str, n: int | None = None) -> dict[str, Any]:
+        from mlplatform.serving.smoke import smoke_test
+
+        return smoke_test(cfg, ws, base_url, n)
+
+    def quality_job(self, cfg, ws, *, role: str = "stable", window: int | None = None, as_of=None,
+                    events=None) -> dict[str, Any]:
+        from mlplatform.monitoring import quality
+
+        record = quality.new_record(cfg, role)
+        record |= quality.label_quality(cfg, ws, role=role, window=window, as_of=as_of, events=events)
+        return quality.write_record(ws, record)
+
+
+TASK = Classification()

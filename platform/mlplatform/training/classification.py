@@ -1,0 +1,65 @@
+"""The training step of `task: binary_classification`: from the ingested snapshot to an MLflow run
+holding a model worth reviewing.
+
+events labelled by now -> point-in-time features (Feast) -> time split -> train (Ray) -> metrics,
+threshold, PR curve, importance -> MLflow run (params, metrics, plots, GE report, model with
+signature and input example, lineage tags).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from mlplatform.config import TenantConfig
+from mlplatform.data.ingest import load_raw
+from mlplatform.features.store import training_frame
+from mlplatform.monitoring.drift import DRIFT_REFERENCE_ARTIFACT, drift_reference
+from mlplatform.registry import champion_eval
+from mlplatform.serving.metrics import bucketed_score_ks
+from mlplatform.training.champion import evaluate_champion
+from mlplatform.training.dataset import labelled_as_of, time_split
+from mlplatform.training.metrics import classification_metrics, pr_curve_figure
+from mlplatform.training.mlflow_log import log_training_run
+from mlplatform.training.trainers import resolve_trainer
+from mlplatform.workspace import Workspace
+
+
+def train_classification_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any],
+                                 validation_report: str | None = None) -> dict[str, Any]:
+    started = time.monotonic()
+    raw = load_raw(cfg, ws)
+    as_of = pd.to_datetime(raw[cfg.data.timestamp], utc=True).max()
+    events = labelled_as_of(cfg, raw, as_of)
+    request_cols = [c.name for c in cfg.features.request.fields if c.name in events.columns]
+    keep = list(dict.fromkeys(cfg.features.join_keys + [cfg.data.timestamp, cfg.data.label] + request_cols))
+    frame = training_frame(cfg, ws, events[keep])
+    train_df, valid_df = time_split(cfg, frame)
+
+    trainer = resolve_trainer(cfg.model.trainer)
+    trained = trainer.train(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
+    scores = trainer.predict(trained.model, valid_df)
+    y_valid = valid_df[cfg.data.label].to_numpy()
+    metrics = classification_metrics(y_valid, scores, cfg.metrics)
+
+    def champion_metrics(model, predict, _) -> dict[str, float]:
+        champion_scores = predict(model, valid_df)
+        # score_ks: how far apart the two models' scores are on these rows, the divergence the
+        # rollout's score check expects to see online between this model and that champion
+        return classification_metrics(y_valid, champion_scores, cfg.metrics) | {
+            champion_eval.SCORE_KS: bucketed_score_ks(scores, champion_scores)}
+
+    champion = evaluate_champion(cfg, ws, valid_df, champion_metrics)
+
+    def classification_artifacts() -> None:
+        mlflow.log_figure(pr_curve_figure(y_valid, scores, f"{cfg.name}: validation PR curve"), "plots/pr_curve.png")
+        # what the predictor compares live traffic with: the validation window (the newest data,
+        # out-of-sample scores), binned at its quantiles (mlplatform.monitoring.drift)
+        mlflow.log_text(drift_reference(cfg, valid_df, scores).to_json(), DRIFT_REFERENCE_ARTIFACT)
+
+    return log_training_run(cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
+                            valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
+                            validation_report=validation_report, log_extra=classification_artifacts)
