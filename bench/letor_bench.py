@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.run import section_main
+from bench.common import REPO, section_main
 
-REPO = Path(__file__).resolve().parents[1]
 NAME = "letor-bench"
 K = 10
 # label thresholds on the latent score: about 50% / 27% / 14% / 6% / 3% grades 0..4 (MSLR-WEB-like)
@@ -196,6 +195,29 @@ def run(p: dict, work: Path, quick: bool) -> dict:
         "target_met": bool(p_mean >= b_mean),
         "target_met_every_seed": all(s["delta"] >= 0 for s in per_seed),
     }
+
+
+def markdown(lt: dict) -> list[str]:
+    L = ["## LETOR (a tenant from LETOR files vs. LightGBM lambdarank with default parameters)", ""]
+    if lt.get("status") != "ok":
+        return L + [str(lt.get("status")), ""]
+    d = lt["data"]
+    L += [f"`bench/letor_bench.py`: synthetic LETOR files ({d['generator']}, {d['features']} features, "
+          f"{d['docs_per_query'][0]}-{d['docs_per_query'][1]} documents per query, labels {d['labels']}, queries "
+          f"{d['queries']}). Platform: `mlplatform tenant new --from-letor` then the pipeline "
+          f"({lt['per_seed'][0]['platform']['path']}); baseline: `LGBMRanker()` fitted on the training file. Both "
+          f"scored by `mlplatform.ranking.metrics` on the test file. Target: {lt['target']}. "
+          f"Met: **{lt['target_met']}** (every seed: {lt['target_met_every_seed']}).", "",
+          "| seed | train docs | platform NDCG@10 | LGBMRanker() NDCG@10 | ratio | platform MRR / baseline MRR | "
+          "pipeline s / baseline fit s |", "|---|---|---|---|---|---|---|"]
+    for r in lt["per_seed"]:
+        pl, bl = r["platform"], r["baseline"]
+        L.append(f"| {r['seed']} | {r['train_documents']:,} | {pl['test_ndcg_at_10']:.4f} | {bl['test_ndcg_at_10']:.4f} | "
+                 f"{r['ratio']} | {pl['test_mrr']:.3f} / {bl['test_mrr']:.3f} | {pl['pipeline_seconds']} / "
+                 f"{bl['fit_seconds']} |")
+    L += [f"| **mean** | | **{lt['platform_test_ndcg_at_10']}** | **{lt['baseline_test_ndcg_at_10']}** | "
+          f"**{lt['ratio']}** | | |", ""]
+    return L
 
 
 def main(argv: list[str] | None = None) -> int:

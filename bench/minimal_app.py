@@ -38,7 +38,10 @@ def build(tenant_file: str, home: str) -> Starlette:
         out = [{"score": s, "decision": s >= predictor.threshold} for s in scores.tolist()]
         return Response(orjson.dumps({"predictions": out}), media_type="application/json")
 
-    return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+    async def health(request: Request) -> Response:  # the bench's readiness probe (loaded before serving)
+        return Response(b"ok")
+
+    return Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/health", health)])
 
 
 if __name__ == "__main__":

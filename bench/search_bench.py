@@ -39,10 +39,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.run import TARGETS, pct, ratio, section_main
+from bench.common import REPO, STARTUP_SECONDS, TARGETS, pct, pyplot, ratio, section_main
 from mlplatform.registry.mlflow_registry import isolated_tracking_env
 
-REPO = Path(__file__).resolve().parents[1]
 TENANT = REPO / "examples" / "search" / "tenant.yaml"
 TARGET_P99_MS = TARGETS["search_e2e_p99_ms"]
 PARAMS = {
@@ -192,7 +191,7 @@ def over_http(tenant: Path, home: Path, cfg, queries: list[str], warm: list[str]
     import orjson
 
     from bench.loadgen import fixed_rate
-    from bench.run import free_port, start, stop
+    from mlplatform.processes import free_port, server_env, start, stop
     from mlplatform.serving.smoke import v1_path
 
     # as many requests as there are distinct queries for (every request a cache miss), at most rate x seconds
@@ -201,7 +200,8 @@ def over_http(tenant: Path, home: Path, cfg, queries: list[str], warm: list[str]
     needed = per_run * q["http_repeats"]
     port = free_port()
     proc = start([sys.executable, "-m", "mlplatform.serving.server", str(tenant), "--home", str(home),
-                  "--port", str(port)], home, f"http://127.0.0.1:{port}/v2/health/ready", work / "search-server.log")
+                  "--port", str(port)], f"http://127.0.0.1:{port}/v2/health/ready", work / "search-server.log",
+                 timeout=STARTUP_SECONDS, name="search server", env=server_env(home))
     url = f"http://127.0.0.1:{port}{v1_path(cfg)}"
     try:
         body = lambda text: orjson.dumps({"query": text, "n": n})  # noqa: E731
@@ -287,6 +287,68 @@ def run(p: dict, work: Path, quick: bool) -> dict:
         "target_met": met,
         "target_met_in_process": bool(inproc["predict"]["p99_ms"] < TARGET_P99_MS),
     }
+
+
+def markdown(sr: dict, img_rel: str, images: list[str]) -> list[str]:
+    if sr.get("status") != "ok":
+        return ["## Search (two-stage funnel: retrieve, rank, return the top n)", "", str(sr.get("status")), ""]
+    w, f, q, st, h, b = (sr["workspace"], sr["funnel"], sr["queries"], sr["in_process"]["stages"], sr["http"],
+                         sr["baseline_bm25_only"])
+    L = [f"## Search (retrieve {f['candidates']:,} candidates, rank {f['rerank']}, return {f['top_n']})", ""]
+    ip = sr["in_process"]
+    L += [f"`bench/search_bench.py`: the search tenant built from a clean workspace ({w['generator_args']}; "
+          f"pipeline steps {w['seconds']} s; ranker NDCG@10 {w['ndcg_at_10']} vs BM25 only "
+          f"{w['ndcg_at_10_baseline_bm25']}), the real `RankingPredictor` in process: catalog {f['catalog']:,} items "
+          f"-> {f['candidates']:,} candidates (BM25 + MiniLM/faiss, RRF) -> {f['rerank']} ranked by LightGBM -> "
+          f"top {f['top_n']}. {q['measured']} distinct generated queries, none cached (every request embeds its "
+          f"query), {q['passes']} pass(es), median of the passes' percentiles. Over HTTP: the KServe server, V1, "
+          f"{h['rate']} req/s open loop, {h['seconds_each']} s x {h['repeats']}, {h['distinct_queries_sent']} "
+          f"distinct queries ({h['requests_with_a_repeated_query']} requests repeat one). Target: {sr['target']}. "
+          f"Met: **{sr['target_met']}** (in process: {sr['target_met_in_process']}).", "",
+          "| stage | p50 ms | p99 ms |", "|---|---|---|"]
+    for name, label in sr["stage_names"].items():
+        L.append(f"| {label} | {st[name]['p50_ms']} | {st[name]['p99_ms']} |")
+    L += [f"| **end to end, in process** (parse, rank, response rows) | {st['stages_total']['p50_ms']} | "
+          f"{st['stages_total']['p99_ms']} |",
+          f"| `predict()` in process (as the server calls it, with the prediction log) | {ip['predict']['p50_ms']} | "
+          f"{ip['predict']['p99_ms']} |",
+          f"| `predict()`, query embedding cached (a repeated query) | {ip['predict_cached_embedding']['p50_ms']} | "
+          f"{ip['predict_cached_embedding']['p99_ms']} |",
+          f"| **end to end over HTTP** ({h['rate']} req/s; errors {h['errors']} / {h['sent']}) | {h['p50_ms']} | "
+          f"{h['p99_ms']} |",
+          f"| baseline: BM25 only, top {f['top_n']} (no embedding, dense, fusion or ranking), in process | "
+          f"{b['p50_ms']} | {b['p99_ms']} |", "",
+          f"Ratios: funnel / BM25-only p50 {sr['ratios']['funnel_vs_bm25_only_p50']}, p99 "
+          f"{sr['ratios']['funnel_vs_bm25_only_p99']}; HTTP / in-process `predict()` p50 "
+          f"{sr['ratios']['http_vs_in_process_predict_p50']}, p99 {sr['ratios']['http_vs_in_process_predict_p99']}; "
+          f"HTTP p99 / target {sr['ratios']['http_p99_vs_target']}.", ""]
+    if "bench_search.png" in images:
+        L += [f"![search latency by stage]({img_rel}/bench_search.png)", ""]
+    return L
+
+
+def plot(sr: dict, img: Path) -> list[str]:
+    """bench_search.png: p50 and p99 by stage of the funnel, end to end, over HTTP and the BM25 baseline."""
+    if sr.get("status") != "ok":
+        return []
+    plt = pyplot()
+    st, f = sr["in_process"]["stages"], sr["funnel"]
+    rows = [("embed query", st["embed"]), (f"retrieve {f['candidates']:,}", st["retrieve"]),
+            (f"features {f['rerank']}", st["features"]), (f"LightGBM {f['rerank']}", st["score"]),
+            (f"top {f['top_n']} + response", st["respond"]), ("end to end, in process", st["stages_total"]),
+            (f"HTTP {sr['http']['rate']} req/s", sr["http"]), ("baseline: BM25 only", sr["baseline_bm25_only"])]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    y = np.arange(len(rows))
+    ax.barh(y - 0.2, [max(r["p50_ms"], 1e-3) for _, r in rows], 0.4, label="p50")
+    ax.barh(y + 0.2, [max(r["p99_ms"], 1e-3) for _, r in rows], 0.4, label="p99")
+    ax.axvline(sr["target_p99_ms"], color="red", ls="--", lw=1, label="p99 target")
+    ax.set(yticks=y, yticklabels=[name for name, _ in rows], xscale="log", xlabel="ms (log scale)",
+           title="search latency by stage")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(img / "bench_search.png", dpi=100)
+    return ["bench_search.png"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import orjson
 
-from bench.run import free_port, median, start, stop
+from bench.common import STARTUP_SECONDS, median
+from mlplatform.processes import free_port, server_env, start, stop
 
 SHADOWS = ("none", "healthy", "error", "hang", "down")
 
@@ -44,22 +45,25 @@ def run(tenant: Path, home: Path, p: dict, work: Path) -> dict:
         def server(role: str) -> str:
             port = free_port()
             procs.append(start([sys.executable, "-m", "mlplatform.serving.server", str(tenant), "--port", str(port),
-                                "--role", role], home, f"http://127.0.0.1:{port}/v2/health/ready",
-                               work / f"shadow-{role}.log"))
+                                "--role", role], f"http://127.0.0.1:{port}/v2/health/ready",
+                               work / f"shadow-{role}.log", timeout=STARTUP_SECONDS, name=f"{role} server",
+                               env=server_env(home)))
             return f"127.0.0.1:{port}"
 
         def upstream(mode: str) -> str:
             port = free_port()
             procs.append(start([sys.executable, "-m", "bench.fault_upstream", "--mode", mode, "--port", str(port),
-                                "--hang-seconds", "30"], home, f"http://127.0.0.1:{port}/health",
-                               work / f"shadow-{mode}.log"))
+                                "--hang-seconds", "30"], f"http://127.0.0.1:{port}/health",
+                               work / f"shadow-{mode}.log", timeout=STARTUP_SECONDS, name=f"{mode} upstream",
+                               env=server_env(home)))
             return f"127.0.0.1:{port}"
 
         def relay(target: str) -> str:
             port = free_port()
             procs.append(start([sys.executable, "-m", "mlplatform.rollout.mirror_relay", "--port", str(port),
-                                "--target", target], home, f"http://127.0.0.1:{port}/probe",  # answers 202
-                               work / f"relay-{len(procs)}.log"))
+                                "--target", target], f"http://127.0.0.1:{port}/_relay/stats",
+                               work / f"relay-{len(procs)}.log", timeout=STARTUP_SECONDS, name="mirror relay",
+                               env=server_env(home)))
             return f"127.0.0.1:{port}"
 
         stable = server("stable")
@@ -95,6 +99,22 @@ def run(tenant: Path, home: Path, p: dict, work: Path) -> dict:
     return out
 
 
+def markdown(sh: dict) -> list[str]:
+    L = ["## Shadow (what a mirrored challenger adds to stable p99)", ""]
+    if sh.get("status") != "ok":
+        return L + [str(sh.get("status")), ""]
+    L += [f"Path: {sh['path']} (`bench/shadow_bench.py`); stable is the fraud KServe server behind the embedded "
+          f"nginx; {sh['rate']} req/s open loop, {sh['seconds_each']} s per run, {sh['rounds']} interleaved rounds "
+          f"(median of the runs' p99). Target: {sh['target']}. Passed: **{sh['passed']}**"
+          f"{' (' + sh['verdict'] + ')' if sh.get('verdict') else ''}; spread of the no-shadow p99 over rounds: "
+          f"{sh.get('baseline_p99_spread')}x.", "",
+          "| shadow | p50 ms | p99 ms | added p99 ms | p99 ratio vs none | callers' statuses |", "|---|---|---|---|---|---|"]
+    for name, v in sh["shadows"].items():
+        L.append(f"| {name} | {v['p50_ms']} | {v['p99_ms']} | {v['added_p99_ms']} | {v['p99_ratio_vs_none']} | "
+                 f"{v['statuses']} |")
+    return L + ([""] + [sh["note"]] if sh.get("note") else []) + [""]
+
+
 def _sum_statuses(reps: list[dict]) -> dict[str, int]:
     total: dict[str, int] = {}
     for r in reps:
@@ -124,4 +144,3 @@ def judge(out: dict) -> None:
         out["verdict"] = "inconclusive: the no-shadow p99 varied more than 2x between rounds (a busy machine)"
     else:
         out["passed"] = all(shadows[s]["added_p99_ms"] <= 2.0 for s in ("error", "hang", "down"))
-

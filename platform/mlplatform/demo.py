@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlplatform.config import load_tenant
+from mlplatform.processes import free_port, running
 from mlplatform.workspace import Workspace
 
 STEPS = ["ingest", "validate", "features", "train", "register"]
@@ -112,41 +111,16 @@ def run_pipeline(console: Console, tenant_file: Path, ws: Workspace, run_id: str
             watcher.join(timeout=2)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def model_server(tenant_file: Path, ws: Workspace, log_path: Path, timeout: float = 120) -> Iterator[str]:
     """`mlplatform serve` in a subprocess; yields its base URL once /v2/health/ready answers 200."""
-    import httpx
-
     port = free_port()
     env = os.environ | {"MLPLATFORM_HOME": str(ws.home)}
     cmd = [sys.executable, "-m", "mlplatform.cli", "serve", str(tenant_file), "--port", str(port)]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"model server exited with code {proc.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"model server not ready after {timeout:.0f}s; see {log_path}")
-            time.sleep(0.5)
+    with running(cmd, f"{base}/v2/health/ready", log_path, timeout=timeout, name="model server", env=env,
+                 append=True):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def tenant_summary(ws: Workspace, name: str, run_id: str, smoke: dict) -> dict:

@@ -236,8 +236,9 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
     retrained on shifted data would see "drift" from the first request)."""
     from mlplatform.demo import new_run_dir, run_pipeline
     from mlplatform.monitoring.rules import render_rules
-    from mlplatform.monitoring.stack import MonitoringStack, free_port
+    from mlplatform.monitoring.stack import MonitoringStack
     from mlplatform.monitoring.webhook import start_webhook
+    from mlplatform.processes import free_port
     from mlplatform.registry.mlflow_registry import champion_version, connect
     from mlplatform.rollout.backends import EmbeddedNginxBackend
     from mlplatform.rollout.controller import run_rollout

@@ -13,10 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mlplatform.config import load_tenant
 from mlplatform.monitoring.prediction_log import read_predictions
+from mlplatform.processes import free_port, stop
 from mlplatform.serving.smoke import newest_rows, v1_body, v1_path
 from mlplatform.workspace import Workspace
 
-from tests.serving.server_helpers import free_port, start_server, stop, wait_ready
+from tests.serving.server_helpers import start_server, wait_server_ready
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def server(trained_fraud, tmp_path_factory):
     proc = start_server(tenant_file, trained_fraud.home, port, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(proc, base, log)
+        wait_server_ready(proc, base, log)
         cfg = load_tenant(tenant_file)
         with httpx.Client(base_url=base, timeout=10) as client:
             yield {"cfg": cfg, "ws": Workspace(trained_fraud.home), "client": client}

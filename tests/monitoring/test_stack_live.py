@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from mlplatform.monitoring.rules import render_rules
-from mlplatform.monitoring.stack import MonitoringStack, find_alertmanager, find_prometheus, free_port
+from mlplatform.monitoring.stack import MonitoringStack, find_alertmanager, find_prometheus
+from mlplatform.processes import free_port
 from mlplatform.monitoring.webhook import start_webhook
 from mlplatform.workspace import Workspace
 

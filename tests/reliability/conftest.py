@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.figures import FIGURES, record  # noqa: F401 (record: re-exported)
-from tests.serving.server_helpers import free_port, server_env, start_server, stop, wait_ready
+from mlplatform.processes import free_port, stop
+from tests.serving.server_helpers import start_server, wait_server_ready
 
 STARTUP_SECONDS = 300  # generous: CI machines may be busy; a server that never starts still fails
 
@@ -44,14 +45,7 @@ class Server:
 
 def launch(tenant_file: Path, home: Path, log: Path, env: dict | None = None, *args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    if env is None:
-        return start_server(tenant_file, home, port, log, *args), f"http://127.0.0.1:{port}"
-    import sys
-
-    cmd = [sys.executable, "-m", "mlplatform.serving.server", str(tenant_file), "--port", str(port), *args]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=server_env(home) | env, stdout=out, stderr=subprocess.STDOUT)
-    return proc, f"http://127.0.0.1:{port}"
+    return start_server(tenant_file, home, port, log, *args, env=env), f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +54,7 @@ def server(trained_fraud, tmp_path_factory) -> Server:
     log = tmp_path_factory.mktemp("rel-server") / "server.log"
     proc, url = launch(trained_fraud.tenant_file, trained_fraud.home, log)
     try:
-        wait_ready(proc, url, log, timeout=STARTUP_SECONDS)
+        wait_server_ready(proc, url, log, timeout=STARTUP_SECONDS)
         yield Server(url, proc, log, trained_fraud.home)
     finally:
         stop(proc)

@@ -17,11 +17,12 @@ import psutil
 import pytest
 
 from mlplatform.config import load_tenant
+from mlplatform.processes import free_port, stop
 from mlplatform.serving.smoke import newest_rows, v1_body, v1_path
 from mlplatform.workspace import Workspace
 from tests.reliability.conftest import STARTUP_SECONDS, copy_workspace, launch
 from tests.reliability.figures import record
-from tests.serving.server_helpers import free_port, stop, wait_ready
+from tests.serving.server_helpers import wait_server_ready
 
 JSON = {"content-type": "application/json"}
 
@@ -83,7 +84,7 @@ def test_online_store_locked_while_serving_is_503_then_recovers(trained_fraud, c
     log = tmp_path / "server.log"
     proc, url = launch(trained_fraud.tenant_file, home, log)
     try:
-        wait_ready(proc, url, log, timeout=STARTUP_SECONDS)
+        wait_server_ready(proc, url, log, timeout=STARTUP_SECONDS)
         with httpx.Client(base_url=url, timeout=30) as client:
             assert client.post(v1_path(cfg), content=good, headers=JSON).status_code == 200
             db = sqlite3.connect(Workspace(home).feature_repo("fraud") / "online_store.db", isolation_level=None)

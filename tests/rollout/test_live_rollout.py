@@ -16,7 +16,8 @@ import yaml
 from mlflow import MlflowClient
 
 from mlplatform.config import _default_checks, load_tenant
-from mlplatform.rollout.backends import EmbeddedNginxBackend, free_port
+from mlplatform.processes import free_port
+from mlplatform.rollout.backends import EmbeddedNginxBackend
 from mlplatform.rollout.controller import run_rollout
 from mlplatform.rollout.proxy import nginx_binary
 from mlplatform.rollout.state import load_state, rollout_dir

@@ -3,7 +3,6 @@ graceful reloads. Real nginx; the upstreams are small test servers (upstreams.py
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time
@@ -13,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mlplatform.rollout.backends import free_port
+from mlplatform.processes import free_port, start, stop
 from mlplatform.rollout.proxy import NginxProxy, Routes, nginx_binary
 from mlplatform.workspace import Workspace
 
@@ -94,26 +93,19 @@ def _p99_ms(proxy, n=200) -> tuple[float, set[str], set[int]]:
 
 
 @pytest.fixture
-def relay():
+def relay(tmp_path):
     procs = []
 
-    def start(target: str) -> str:
+    def start_relay(target: str) -> str:
         port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "mlplatform.rollout.mirror_relay", "--port", str(port),
-                                       "--target", target]))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/_relay/stats", timeout=1)
-                return f"127.0.0.1:{port}"
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise TimeoutError("relay did not start")
+        procs.append(start([sys.executable, "-m", "mlplatform.rollout.mirror_relay", "--port", str(port), "--target",
+                            target], f"http://127.0.0.1:{port}/_relay/stats", tmp_path / f"relay-{len(procs)}.log",
+                           timeout=20, name="mirror relay"))
+        return f"127.0.0.1:{port}"
 
-    yield start
+    yield start_relay
     for p in procs:
-        p.terminate()
-        p.wait(timeout=10)
+        stop(p, timeout=10)
 
 
 @pytest.mark.parametrize("mode", ["error", "hang", "down"])

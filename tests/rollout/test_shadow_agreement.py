@@ -4,7 +4,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlplatform.rollout.backends import free_port
+from mlplatform.processes import free_port
 from mlplatform.rollout.shadow import ShadowExporter, agreement
 
 

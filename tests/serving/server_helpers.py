@@ -1,61 +1,30 @@
-"""Start and stop a real ModelServer process (shared by the serving tests)."""
+"""Start a real ModelServer process for the tests (the process plumbing is mlplatform.processes)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from mlplatform.processes import free_port, server_env, spawn, stop, wait_ready
 
 STARTUP_SECONDS = 120
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "MLFLOW_"))}
-    return env | {"MLPLATFORM_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-
-
-def start_server(tenant_file: Path, home: Path, port: int, log: Path, *args: str) -> subprocess.Popen:
+def start_server(tenant_file: Path, home: Path, port: int, log: Path, *args: str,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m mlplatform.serving.server` on `port` for the workspace `home` (no waiting); `env` adds to
+    the server's environment."""
     cmd = [sys.executable, "-m", "mlplatform.serving.server", str(tenant_file), "--port", str(port), *args]
-    with log.open("w") as out:
-        return subprocess.Popen(cmd, env=server_env(home), stdout=out, stderr=subprocess.STDOUT)
+    return spawn(cmd, log, env=server_env(home) | (env or {}))
 
 
-def wait_ready(proc: subprocess.Popen, base_url: str, log: Path, timeout: float = STARTUP_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base_url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def wait_server_ready(proc: subprocess.Popen, base_url: str, log: Path, timeout: float = STARTUP_SECONDS) -> None:
+    """Until /v2/health/ready answers 200; NotReady (with the log's tail) when the server exits or times out."""
+    wait_ready(proc, f"{base_url}/v2/health/ready", log, timeout, "model server")
 
 
 @dataclass
@@ -72,7 +41,7 @@ def running_server(tenant_file: Path, home: Path, log_dir: Path) -> Iterator[Run
     proc = start_server(tenant_file, home, port, log)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(proc, base_url, log)
+        wait_server_ready(proc, base_url, log)
         yield RunningServer(base_url, proc, log)
     finally:
         stop(proc)

@@ -6,7 +6,8 @@ import subprocess
 
 import httpx
 
-from server_helpers import free_port, start_server, stop
+from mlplatform.processes import free_port, stop
+from server_helpers import start_server
 
 
 def test_missing_alias_refuses_to_start(trained_fraud, tmp_path):

@@ -22,24 +22,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from mlplatform import processes
+
 
 class StackError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def find_binary(env: str, *names: str) -> str | None:
@@ -117,7 +111,7 @@ class MonitoringStack:
         if not prom or not am:
             raise StackError("prometheus and alertmanager binaries are needed (Debian/Ubuntu: apt-get install "
                              "prometheus prometheus-alertmanager; else set MLPLATFORM_PROMETHEUS/_ALERTMANAGER)")
-        self.prom_port, self.am_port = free_port(), free_port()
+        self.prom_port, self.am_port = processes.free_port(), processes.free_port()
         (self.folder / "prometheus.yml").write_text(yaml.safe_dump(self.prometheus_config(), sort_keys=False))
         (self.folder / "alertmanager.yml").write_text(yaml.safe_dump(self.alertmanager_config(), sort_keys=False))
         self._spawn("alertmanager", [am, f"--config.file={self.folder / 'alertmanager.yml'}",
@@ -129,31 +123,15 @@ class MonitoringStack:
                                    f"--web.listen-address=127.0.0.1:{self.prom_port}",
                                    "--web.enable-lifecycle", "--log.level=warn"])
         try:
-            self._wait_ready("alertmanager", self.alertmanager_url, timeout)
-            self._wait_ready("prometheus", self.prometheus_url, timeout)
-        except StackError:
+            for name, url in (("alertmanager", self.alertmanager_url), ("prometheus", self.prometheus_url)):
+                processes.wait_ready(self.procs[name], f"{url}/-/ready", self.folder / f"{name}.log", timeout, name)
+        except processes.NotReady as err:
             self.stop()
-            raise
+            raise StackError(str(err)) from err
         return self
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
-        log = (self.folder / f"{name}.log").open("w")
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
-        log.close()
-
-    def _wait_ready(self, name: str, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise StackError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-2000:]}")
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise StackError(f"{name} not ready after {timeout}s:\n{self.log(name)[-2000:]}")
+        self.procs[name] = processes.spawn(cmd, self.folder / f"{name}.log", cwd=self.folder)
 
     def log(self, name: str) -> str:
         path = self.folder / f"{name}.log"
@@ -165,14 +143,8 @@ class MonitoringStack:
         httpx.post(f"{self.prometheus_url}/-/reload", timeout=10).raise_for_status()
 
     def stop(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        for proc in reversed(list(self.procs.values())):
+            processes.stop(proc, timeout=15)
         self.procs.clear()
 
     def __enter__(self) -> "MonitoringStack":

@@ -15,18 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from mlplatform.config import TenantConfig
+from mlplatform.processes import alive, free_port, server_env, start, stop_pid
 from mlplatform.rollout.proxy import NginxProxy, Routes
 from mlplatform.rollout.state import RolloutState, rollout_dir, write_json_atomic
 from mlplatform.workspace import Workspace
@@ -36,25 +30,6 @@ STARTUP_SECONDS = 180
 
 class Backend(Protocol):
     def apply(self, state: RolloutState) -> None: ...
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our exited child) still answers kill 0
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass
@@ -87,39 +62,20 @@ class ModelServers:
         if not path.exists():
             return None
         rec = ServerRecord(**json.loads(path.read_text()))
-        return rec if _alive(rec.pid) else None
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLATFORM_")}
-        return env | {"MLPLATFORM_HOME": str(self.ws.home), "PYTHONUNBUFFERED": "1"}
+        return rec if alive(rec.pid) else None
 
     def start(self, role: str, alias: str, version: str | None, port: int | None = None,
               timeout: float = STARTUP_SECONDS, key: str | None = None) -> ServerRecord:
         """Start a server for `alias` in `role` and wait until it is ready (raises when it exits)."""
         key = key or role
         port = port or free_port()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        log = self.dir / f"{key}.log"
         cmd = [sys.executable, "-m", "mlplatform.serving.server", str(self.cfg.source_path), "--home",
                str(self.ws.home), "--port", str(port), "--alias", alias, "--role", role]
-        with log.open("a") as out:
-            proc = subprocess.Popen(cmd, env=self._env(), stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        # detached (its own session): later processes find it through its record and stop it by pid
+        proc = start(cmd, f"http://127.0.0.1:{port}/v2/health/ready", self.dir / f"{key}.log", timeout=timeout,
+                     name=f"{role} server ({alias})", env=server_env(self.ws.home, drop=("MLPLATFORM_",)),
+                     append=True, new_session=True)
         rec = ServerRecord(role, alias, version, port, proc.pid)
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{role} server ({alias}) exited with {proc.returncode}: "
-                                   f"{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://{rec.address}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self._kill(proc.pid)
-                raise TimeoutError(f"{role} server not ready within {timeout}s: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
         write_json_atomic(self.dir / f"{key}.json", rec.__dict__)
         self.write_targets()
         return rec
@@ -131,25 +87,10 @@ class ModelServers:
             return rec
         self.stop("relay")
         port = free_port()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with (self.dir / "relay.log").open("a") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "mlplatform.rollout.mirror_relay", "--port", str(port),
-                                     "--target", target], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = start([sys.executable, "-m", "mlplatform.rollout.mirror_relay", "--port", str(port), "--target", target],
+                     f"http://127.0.0.1:{port}/_relay/stats", self.dir / "relay.log", timeout=timeout,
+                     name="mirror relay", append=True, new_session=True)
         rec = ServerRecord("relay", "", target, port, proc.pid)
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mirror relay exited with {proc.returncode}")
-            try:
-                if httpx.get(f"http://{rec.address}/_relay/stats", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self._kill(proc.pid)
-                raise TimeoutError("mirror relay not answering")
-            time.sleep(0.1)
         write_json_atomic(self.dir / "relay.json", rec.__dict__)
         return rec
 
@@ -158,28 +99,12 @@ class ModelServers:
         src = self.dir / f"{key}.json"
         os.replace(src, self.dir / f"{role}.json")
 
-    @staticmethod
-    def _kill(pid: int, timeout: float = 20) -> None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)  # reap when it is our child
-            except ChildProcessError:
-                pass
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
     def stop(self, role: str) -> None:
         path = self.dir / f"{role}.json"
         if not path.exists():
             return
         rec = ServerRecord(**json.loads(path.read_text()))
-        self._kill(rec.pid)
+        stop_pid(rec.pid)
         path.unlink(missing_ok=True)
         self.write_targets()
 
@@ -269,7 +194,7 @@ class EmbeddedNginxBackend:
         canary = self.servers.get("canary")
         self.proxy.apply(Routes(new.address, canary.address if canary else None, 0))
         if old is not None:
-            self.servers._kill(old.pid)
+            stop_pid(old.pid)
         self.servers.promote_record("stable-next", "stable")
         self.servers.write_targets()
 
