@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlplatform.errors import UserError
+from mlplatform.rollout.checks import default_checks
 
 NAME_RE = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"  # usable as a Kubernetes namespace and an MLflow model name
 DOTTED_RE = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # "package.module:function"
@@ -382,17 +383,6 @@ class RetrainingPolicy(Strict):
 
 # --- rollout (shadow -> canary steps -> promote or roll back; mlplatform.rollout) -----------------
 
-# PromQL templates: $tenant, $role (the challenger's role: shadow, then canary), $window,
-# $stable_version, $challenger_version are substituted (string.Template; PromQL never uses `$`).
-_SUCCESS_RATE = (
-    'sum(rate(mlplatform_requests_total{tenant="$tenant",role="$role",status!~"5.."}[$window]))'
-    ' / sum(rate(mlplatform_requests_total{tenant="$tenant",role="$role"}[$window]))')
-_P99 = ('histogram_quantile(0.99, sum by (le) (rate(mlplatform_request_duration_seconds_bucket'
-        '{tenant="$tenant",role="%s"}[$window])))')
-_CDF = ('(sum by (le) (rate(mlplatform_prediction_score_bucket{tenant="$tenant",role="%s"}[$window]))'
-        ' / on() group_left() sum(rate(mlplatform_prediction_score_count{tenant="$tenant",role="%s"}[$window])))')
-
-
 class RolloutCheck(Strict):
     """One analysis check: a PromQL query that must return one number within [min, max].
     No result ("no data", e.g. no traffic yet) counts as a failed check."""
@@ -409,19 +399,6 @@ class RolloutCheck(Strict):
         return self
 
 
-def _default_checks() -> list[RolloutCheck]:
-    return [
-        RolloutCheck(name="success_rate", promql=_SUCCESS_RATE, min=0.99),
-        RolloutCheck(name="p99_latency_ratio", promql=f"{_P99 % '$role'} / {_P99 % 'stable'}", max=1.5),
-        # Kolmogorov-Smirnov distance between the score histograms (largest CDF gap over the buckets),
-        # beyond the distance the two models showed offline on the same rows: a retrain after drift
-        # may rightly disagree with a stale champion (the gate judged that); diverging *more* online
-        # than offline means training/serving skew or a broken challenger
-        RolloutCheck(name="score_ks", promql=f"max(abs({_CDF % ('$role', '$role')} - {_CDF % ('stable', 'stable')}))"
-                                             " - $offline_score_ks", max=0.2),
-    ]
-
-
 class RolloutConfig(Strict):
     interval_seconds: float = Field(default=30, gt=0, description="time between analysis runs")
     window: str = Field(default="1m", pattern=r"^[0-9]+(ms|s|m|h)$", description="PromQL range of the checks")
@@ -429,7 +406,9 @@ class RolloutConfig(Strict):
     step_weights: list[int] = Field(default=[10, 25, 50], min_length=1, description="canary traffic percent per step")
     max_weight: int = Field(default=50, ge=1, le=100, description="promote after passing at this weight")
     failed_checks_limit: int = Field(default=2, ge=1, description="failed analyses (in a row) before rollback")
-    checks: list[RolloutCheck] = Field(default_factory=_default_checks)
+    checks: list[RolloutCheck] = Field(
+        default_factory=lambda: [RolloutCheck(**c) for c in default_checks()],
+        description="default: mlplatform.rollout.checks (success rate, p99 ratio, score KS)")
 
     @model_validator(mode="after")
     def _steps(self) -> "RolloutConfig":
