@@ -188,7 +188,8 @@ class FeaturesConfig(Strict):
     builder: str | None = Field(
         default=None,
         pattern=DOTTED_RE,
-        description="dotted path: builder(raw_df, cfg) -> {feature_view: DataFrame}; default: raw columns as one view",
+        description="dotted path: builder(raw_df, cfg, tables) -> {feature_view: DataFrame} (tables: data.tables, "
+                    "maybe none); default: raw columns as one view",
     )
     as_of: Literal["at_event", "before_event"] = Field(
         default="at_event",
