@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlplatform.contracts import check_plugins
 from mlplatform.errors import UserError
 from mlplatform.rollout.checks import default_checks
 
@@ -624,7 +625,8 @@ def parse_tenant(raw: dict[str, Any], path: Path | str = "<memory>") -> TenantCo
 
 
 def load_tenant(path: str | Path) -> TenantConfig:
-    """Load and validate a tenant file. `path` may be a file or a tenant folder holding tenant.yaml."""
+    """Load and validate a tenant file, and check the plug-ins it names against their contracts
+    (mlplatform.contracts). `path` may be a file or a tenant folder holding tenant.yaml."""
     path = Path(path)
     if path.is_dir():
         path = path / "tenant.yaml"
@@ -634,7 +636,12 @@ def load_tenant(path: str | Path) -> TenantConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise TenantConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_tenant(raw, path)
+    cfg = parse_tenant(raw, path)
+    problems = check_plugins(cfg)
+    if problems:
+        raise TenantConfigError("\n".join([f"{path}: {len(problems)} problem(s) with the plug-ins it names",
+                                           *(f"  - {p}" for p in problems)]))
+    return cfg
 
 
 def tenant_json_schema() -> dict[str, Any]:

@@ -48,8 +48,8 @@ def passthrough_tables(raw: pd.DataFrame, cfg: TenantConfig,
 
 
 def build_tables(cfg: TenantConfig, ws: Workspace, raw: pd.DataFrame) -> dict[str, int]:
-    """Each feature view's table from the tenant's builder (or the raw columns),
-    written as parquet; returns the rows per view."""
+    """Each feature view's table from the tenant's builder (mlplatform.contracts.FeatureBuilder) or
+    the raw columns, written as parquet; returns the rows per view."""
     builder = resolve(cfg.features.builder) if cfg.features.builder else passthrough_tables
     # one signature: the snapshot's auxiliary tables (catalog, click logs), empty when data.tables is
     tables = builder(raw, cfg, {name: load_table(cfg, ws, name) for name in cfg.data.tables})
