@@ -527,6 +527,33 @@ class ClusterConfig(Strict):
         return self
 
 
+# --- the live loop (`mlplatform loop`, make demo-loop: embedded only) -----------------------------
+
+
+class LoopShiftArgs(Strict):
+    """The data generator's arguments through which it lives through the loop's drift."""
+
+    factor: str = Field(description="argument that takes loop.drift.factor")
+    from_day: str = Field(description="argument that takes the first shifted day")
+    days: str = Field(description="argument (set in data.generator_args) holding how many days it generates")
+
+
+class LoopDrift(Strict):
+    """The drift the loop injects after its baseline: requests get `column` x `factor` (2 decimals,
+    capped at `max`). The data the webhook retrains on lives through the same shift from
+    `from_fraction` of its days on, through `generator` (None: that data is not shifted)."""
+
+    column: str = Field(description="request field (features.request.fields) the loop multiplies")
+    factor: float = Field(gt=0)
+    max: float | None = Field(default=None, description="cap on the shifted value, e.g. the field's declared max")
+    from_fraction: float = Field(default=0.5, gt=0, lt=1, description="retraining data: shifted from here on")
+    generator: LoopShiftArgs | None = None
+
+
+class LoopConfig(Strict):
+    drift: LoopDrift | None = Field(default=None, description="required by `mlplatform loop` for a drift alert")
+
+
 # --- the tenant ---------------------------------------------------------------------------------
 
 
@@ -543,6 +570,7 @@ class TenantConfig(Strict):
     drift: DriftConfig = DriftConfig()
     retraining: RetrainingPolicy = RetrainingPolicy()
     rollout: RolloutConfig = RolloutConfig()
+    loop: LoopConfig = LoopConfig()
     cluster: ClusterConfig = ClusterConfig()
 
     # where the file was loaded from; tenant-relative paths resolve against it
@@ -574,6 +602,15 @@ class TenantConfig(Strict):
         unknown = [f for f in self.model.features if f not in self.available_features]
         if unknown:
             raise ValueError(f"model.features not produced by any feature view or request field: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _loop_drift_refs(self) -> "TenantConfig":
+        drift = self.loop.drift
+        if drift and drift.column not in [c.name for c in self.features.request.fields]:
+            raise ValueError(f"loop.drift.column: {drift.column!r} is not a request field (features.request.fields)")
+        if drift and drift.generator and drift.generator.days not in self.data.generator_args:
+            raise ValueError(f"loop.drift.generator.days: {drift.generator.days!r} is not in data.generator_args")
         return self
 
     @field_validator("name")

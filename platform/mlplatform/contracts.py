@@ -9,6 +9,8 @@
 | `ranking.retrieval.retriever`| `Retriever`         | the features step (`build`), training and the ranking predictor (`load`, then the rest) |
 | `ranking.feedback.simulator` | `FeedbackSimulator` | loop.py: `fn(cfg, ws, role=, seed=)`             |
 
+`loop.drift.generator` names arguments the loop passes to `data.generator`: they are checked too.
+
 `check_plugins(cfg)` imports each named module and checks that the object has every member of its
 contract and can be called the way the platform calls it (positional arity, keyword names); it
 returns the problems, each naming the tenant-file field, the dotted path and the missing member.
@@ -125,9 +127,12 @@ def named_plugins(cfg: TenantConfig) -> list[tuple[str, str, type, Mapping[str, 
     the tenant names."""
     data, features = cfg.data, cfg.features
     retrieval = cfg.ranking.retrieval if cfg.ranking else None
+    generator = data.generator if data.source == "generator" else None
+    shift = cfg.loop.drift.generator if cfg.loop.drift else None  # the arguments the loop adds
     named = [
-        ("data.generator", data.generator if data.source == "generator" else None, DataGenerator,
-         data.generator_args),
+        ("data.generator", generator, DataGenerator, data.generator_args),
+        ("loop.drift.generator", generator if shift else None, DataGenerator,
+         {shift.factor: 1.0, shift.from_day: 0} if shift else {}),
         ("features.builder", features.builder, FeatureBuilder, {}),
         ("features.request.transform", features.request.transform, RequestTransform, {}),
         ("ranking.retrieval.retriever", retrieval.retriever if retrieval else None, Retriever, {}),
