@@ -169,8 +169,7 @@ def fits(plugin: Any, contract: type, kwargs: Mapping[str, Any] | None = None) -
                 problems.append("is not callable")
                 continue
             target, bound = plugin, True
-        elif not (hasattr(plugin, name) or any(name in getattr(k, "__annotations__", {})
-                                               for k in inspect.getmro(plugin if isinstance(plugin, type) else type(plugin)))):
+        elif not _has(plugin, name):
             problems.append(f"has no member {name!r}")
             continue
         elif spec is None:  # a data member: present is all we can know before load()
@@ -183,6 +182,12 @@ def fits(plugin: Any, contract: type, kwargs: Mapping[str, Any] | None = None) -
         if problem:
             problems.append(problem if name == "__call__" else f"{name}: {problem}")
     return problems
+
+
+def _has(plugin: Any, name: str) -> bool:
+    """An attribute, or a data member the class declares (`catalog: pd.DataFrame`) and sets in __init__."""
+    classes = inspect.getmro(plugin if isinstance(plugin, type) else type(plugin))
+    return hasattr(plugin, name) or any(name in vars(k).get("__annotations__", {}) for k in classes)
 
 
 def _members(contract: type) -> dict[str, tuple[inspect.Signature | None, bool]]:
