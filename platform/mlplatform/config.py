@@ -15,7 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlplatform.contracts import check_plugins
 from mlplatform.errors import UserError
+from mlplatform.rollout.checks import default_checks
 
 NAME_RE = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"  # usable as a Kubernetes namespace and an MLflow model name
 DOTTED_RE = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # "package.module:function"
@@ -187,7 +189,8 @@ class FeaturesConfig(Strict):
     builder: str | None = Field(
         default=None,
         pattern=DOTTED_RE,
-        description="dotted path: builder(raw_df, cfg) -> {feature_view: DataFrame}; default: raw columns as one view",
+        description="dotted path: builder(raw_df, cfg, tables) -> {feature_view: DataFrame} (tables: data.tables, "
+                    "maybe none); default: raw columns as one view",
     )
     as_of: Literal["at_event", "before_event"] = Field(
         default="at_event",
@@ -247,7 +250,7 @@ class SplitConfig(Strict):
 
 
 class ModelConfig(Strict):
-    trainer: str = Field(default="mlplatform.training.xgboost_trainer:train", pattern=DOTTED_RE)
+    trainer: str = Field(default="mlplatform.training.xgboost_trainer:trainer", pattern=DOTTED_RE)
     features: list[str] = Field(min_length=1, description="model inputs, in order")
     params: dict[str, Any] = Field(default_factory=dict)
     num_boost_round: int = Field(default=200, ge=1)
@@ -382,17 +385,6 @@ class RetrainingPolicy(Strict):
 
 # --- rollout (shadow -> canary steps -> promote or roll back; mlplatform.rollout) -----------------
 
-# PromQL templates: $tenant, $role (the challenger's role: shadow, then canary), $window,
-# $stable_version, $challenger_version are substituted (string.Template; PromQL never uses `$`).
-_SUCCESS_RATE = (
-    'sum(rate(mlplatform_requests_total{tenant="$tenant",role="$role",status!~"5.."}[$window]))'
-    ' / sum(rate(mlplatform_requests_total{tenant="$tenant",role="$role"}[$window]))')
-_P99 = ('histogram_quantile(0.99, sum by (le) (rate(mlplatform_request_duration_seconds_bucket'
-        '{tenant="$tenant",role="%s"}[$window])))')
-_CDF = ('(sum by (le) (rate(mlplatform_prediction_score_bucket{tenant="$tenant",role="%s"}[$window]))'
-        ' / on() group_left() sum(rate(mlplatform_prediction_score_count{tenant="$tenant",role="%s"}[$window])))')
-
-
 class RolloutCheck(Strict):
     """One analysis check: a PromQL query that must return one number within [min, max].
     No result ("no data", e.g. no traffic yet) counts as a failed check."""
@@ -409,19 +401,6 @@ class RolloutCheck(Strict):
         return self
 
 
-def _default_checks() -> list[RolloutCheck]:
-    return [
-        RolloutCheck(name="success_rate", promql=_SUCCESS_RATE, min=0.99),
-        RolloutCheck(name="p99_latency_ratio", promql=f"{_P99 % '$role'} / {_P99 % 'stable'}", max=1.5),
-        # Kolmogorov-Smirnov distance between the score histograms (largest CDF gap over the buckets),
-        # beyond the distance the two models showed offline on the same rows: a retrain after drift
-        # may rightly disagree with a stale champion (the gate judged that); diverging *more* online
-        # than offline means training/serving skew or a broken challenger
-        RolloutCheck(name="score_ks", promql=f"max(abs({_CDF % ('$role', '$role')} - {_CDF % ('stable', 'stable')}))"
-                                             " - $offline_score_ks", max=0.2),
-    ]
-
-
 class RolloutConfig(Strict):
     interval_seconds: float = Field(default=30, gt=0, description="time between analysis runs")
     window: str = Field(default="1m", pattern=r"^[0-9]+(ms|s|m|h)$", description="PromQL range of the checks")
@@ -429,7 +408,9 @@ class RolloutConfig(Strict):
     step_weights: list[int] = Field(default=[10, 25, 50], min_length=1, description="canary traffic percent per step")
     max_weight: int = Field(default=50, ge=1, le=100, description="promote after passing at this weight")
     failed_checks_limit: int = Field(default=2, ge=1, description="failed analyses (in a row) before rollback")
-    checks: list[RolloutCheck] = Field(default_factory=_default_checks)
+    checks: list[RolloutCheck] = Field(
+        default_factory=lambda: [RolloutCheck(**c) for c in default_checks()],
+        description="default: mlplatform.rollout.checks (success rate, p99 ratio, score KS)")
 
     @model_validator(mode="after")
     def _steps(self) -> "RolloutConfig":
@@ -546,6 +527,33 @@ class ClusterConfig(Strict):
         return self
 
 
+# --- the live loop (`mlplatform loop`, make demo-loop: embedded only) -----------------------------
+
+
+class LoopShiftArgs(Strict):
+    """The data generator's arguments through which it lives through the loop's drift."""
+
+    factor: str = Field(description="argument that takes loop.drift.factor")
+    from_day: str = Field(description="argument that takes the first shifted day")
+    days: str = Field(description="argument (set in data.generator_args) holding how many days it generates")
+
+
+class LoopDrift(Strict):
+    """The drift the loop injects after its baseline: requests get `column` x `factor` (2 decimals,
+    capped at `max`). The data the webhook retrains on lives through the same shift from
+    `from_fraction` of its days on, through `generator` (None: that data is not shifted)."""
+
+    column: str = Field(description="request field (features.request.fields) the loop multiplies")
+    factor: float = Field(gt=0)
+    max: float | None = Field(default=None, description="cap on the shifted value, e.g. the field's declared max")
+    from_fraction: float = Field(default=0.5, gt=0, lt=1, description="retraining data: shifted from here on")
+    generator: LoopShiftArgs | None = None
+
+
+class LoopConfig(Strict):
+    drift: LoopDrift | None = Field(default=None, description="required by `mlplatform loop` for a drift alert")
+
+
 # --- the tenant ---------------------------------------------------------------------------------
 
 
@@ -562,6 +570,7 @@ class TenantConfig(Strict):
     drift: DriftConfig = DriftConfig()
     retraining: RetrainingPolicy = RetrainingPolicy()
     rollout: RolloutConfig = RolloutConfig()
+    loop: LoopConfig = LoopConfig()
     cluster: ClusterConfig = ClusterConfig()
 
     # where the file was loaded from; tenant-relative paths resolve against it
@@ -593,6 +602,15 @@ class TenantConfig(Strict):
         unknown = [f for f in self.model.features if f not in self.available_features]
         if unknown:
             raise ValueError(f"model.features not produced by any feature view or request field: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _loop_drift_refs(self) -> "TenantConfig":
+        drift = self.loop.drift
+        if drift and drift.column not in [c.name for c in self.features.request.fields]:
+            raise ValueError(f"loop.drift.column: {drift.column!r} is not a request field (features.request.fields)")
+        if drift and drift.generator and drift.generator.days not in self.data.generator_args:
+            raise ValueError(f"loop.drift.generator.days: {drift.generator.days!r} is not in data.generator_args")
         return self
 
     @field_validator("name")
@@ -644,7 +662,8 @@ def parse_tenant(raw: dict[str, Any], path: Path | str = "<memory>") -> TenantCo
 
 
 def load_tenant(path: str | Path) -> TenantConfig:
-    """Load and validate a tenant file. `path` may be a file or a tenant folder holding tenant.yaml."""
+    """Load and validate a tenant file, and check the plug-ins it names against their contracts
+    (mlplatform.contracts). `path` may be a file or a tenant folder holding tenant.yaml."""
     path = Path(path)
     if path.is_dir():
         path = path / "tenant.yaml"
@@ -654,7 +673,12 @@ def load_tenant(path: str | Path) -> TenantConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise TenantConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_tenant(raw, path)
+    cfg = parse_tenant(raw, path)
+    problems = check_plugins(cfg)
+    if problems:
+        raise TenantConfigError("\n".join([f"{path}: {len(problems)} problem(s) with the plug-ins it names",
+                                           *(f"  - {p}" for p in problems)]))
+    return cfg
 
 
 def tenant_json_schema() -> dict[str, Any]:

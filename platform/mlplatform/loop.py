@@ -28,7 +28,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from mlplatform.config import load_tenant
+from mlplatform.config import LoopDrift, load_tenant
 from mlplatform.workspace import Workspace
 
 # The loop runs the tenant with short windows so it completes in minutes; the tenant file keeps
@@ -44,7 +44,6 @@ LOOP_OVERRIDES: dict[str, Any] = {
     "retraining.cooldown_minutes": 30,
 }
 RULE_OVERRIDES = {"drift": {"for_minutes": 0.1}}  # alerts fire after 6 s above threshold, not 10 min
-DRIFT_FACTOR = 4.0  # the injected shift in spending: amounts x4
 # ranking tenants: simulated clicks + the quality job every FEEDBACK_SECONDS, for QUALITY_SECONDS at most
 FEEDBACK_SECONDS = 10.0
 QUALITY_SECONDS = 120.0
@@ -59,12 +58,13 @@ def _set(raw: dict, dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def loop_tenant_file(tenant_file: Path, out_dir: Path, data_args: dict[str, Any], shift: bool = False) -> Path:
+def loop_tenant_file(tenant_file: Path, out_dir: Path, data_args: dict[str, Any],
+                     drift: LoopDrift | None = None) -> Path:
     """A copy of the tenant file with the loop's short windows, and fresh data for retraining
     (the generator's seed moves on: the retrained model sees data the champion never saw).
-    `shift`: the fresh data lives through the same spending shift the loop injects into the
-    traffic (from the middle of its days on), as the world a drift alert reports would; only
-    for a generator that takes `spending_shift` and `shift_day` (the fraud tenant's does)."""
+    `drift` (the tenant's loop.drift): the fresh data lives through the same shift the loop injects
+    into the traffic, as the world a drift alert reports would, through the generator arguments
+    it names (loop.drift.generator; none named: no shift)."""
     raw = yaml.safe_load(tenant_file.read_text())
     for dotted, value in LOOP_OVERRIDES.items():
         _set(raw, dotted, value)
@@ -72,23 +72,35 @@ def loop_tenant_file(tenant_file: Path, out_dir: Path, data_args: dict[str, Any]
     args.update(data_args)
     if "seed" in args:
         args["seed"] = int(args["seed"]) + 1
-    if shift:
-        args["spending_shift"] = DRIFT_FACTOR
-        args["shift_day"] = int(args.get("days", 60)) // 2
+    if drift is not None and drift.generator is not None:
+        args.update(shift_args(drift, args))
     path = out_dir / "tenants" / raw["name"] / "tenant.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
-def simulates_shift(cfg) -> bool:
-    """Whether the tenant's data generator can live through a spending shift."""
-    import inspect
+def shift_args(drift: LoopDrift, generator_args: dict[str, Any]) -> dict[str, Any]:
+    """The generator arguments that shift the data as the loop shifts the traffic: `factor`, from
+    `from_fraction` of the generated days on (enough shifted days to train and to validate on)."""
+    names = drift.generator
+    return {names.factor: drift.factor, names.from_day: int(int(generator_args[names.days]) * drift.from_fraction)}
 
-    from mlplatform.plugins import resolve
 
-    generator = cfg.data.generator and resolve(cfg.data.generator)
-    return bool(generator) and "spending_shift" in inspect.signature(generator).parameters
+def injected_drift(cfg) -> LoopDrift:
+    """The drift the loop injects into the traffic: the tenant file declares it (loop.drift)."""
+    if cfg.loop.drift is None:
+        raise RuntimeError(f"tenant {cfg.name!r} declares no loop.drift: the loop does not know which request field "
+                           "to shift, by how much (see examples/fraud/tenant.yaml)")
+    return cfg.loop.drift
+
+
+def drifted(row: dict[str, Any], drift: LoopDrift) -> dict[str, Any]:
+    """A request row with the loop's drift: `column` x `factor`, to 2 decimals, capped at `max`."""
+    if drift.column in row:
+        value = round(float(row[drift.column]) * drift.factor, 2)
+        row[drift.column] = value if drift.max is None else min(drift.max, value)
+    return row
 
 
 class Journal:
@@ -106,12 +118,13 @@ class Journal:
 
 
 class Traffic(threading.Thread):
-    """Requests through the proxy at a steady rate; `drift` multiplies amounts to shift spending."""
+    """Requests through the proxy at a steady rate; while `drift` is set (the tenant's loop.drift),
+    each request carries it."""
 
     def __init__(self, url: str, path: str, rows: list[dict], rate: float = 20.0):
         super().__init__(daemon=True)
         self.url, self.path, self.rows, self.rate = url, path, rows, rate
-        self.drift = threading.Event()
+        self.drift: LoopDrift | None = None
         self.stop_event = threading.Event()
         self.sent = self.errors = 0
 
@@ -120,8 +133,9 @@ class Traffic(threading.Thread):
             i = 0
             while not self.stop_event.is_set():
                 row = dict(self.rows[i % len(self.rows)])
-                if self.drift.is_set() and "amount" in row:
-                    row["amount"] = min(5000.0, round(float(row["amount"]) * DRIFT_FACTOR, 2))
+                drift = self.drift
+                if drift is not None:
+                    row = drifted(row, drift)
                 with contextlib.suppress(httpx.HTTPError):
                     resp = client.post(self.path, json={"instances": [row]})
                     self.errors += resp.status_code >= 400
@@ -250,7 +264,8 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
     run_dir = new_run_dir(runs)
     ws = ws or Workspace(run_dir / "home")
     log = Journal(console)
-    tenant_file = loop_tenant_file(tenant_file, run_dir, data_args, shift=simulates_shift(load_tenant(tenant_file)))
+    drift = load_tenant(tenant_file).loop.drift
+    tenant_file = loop_tenant_file(tenant_file, run_dir, data_args, drift)
     cfg = load_tenant(tenant_file)
     result: dict[str, Any] = {"tenant": cfg.name, "run_dir": str(run_dir), "steps": log.steps}
 
@@ -259,8 +274,9 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
         base = yaml.safe_load(tenant_file.read_text())
         args = base["data"]["generator_args"]
         args["seed"] = args.get("seed", 8) - 1
-        for key in ("spending_shift", "shift_day"):  # the champion learnt the world before the shift
-            args.pop(key, None)
+        if drift is not None and drift.generator is not None:  # the champion learnt the world before the shift
+            for key in (drift.generator.factor, drift.generator.from_day):
+                args.pop(key, None)
         base_file = run_dir / "tenants" / "base.yaml"
         base_file.write_text(yaml.safe_dump(base, sort_keys=False))
         run_pipeline(console, base_file, ws, "loop-base", run_dir)
@@ -292,6 +308,7 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
         if not watch_drift:  # no drift gauges to alert on: measure online quality from (simulated) clicks
             _ranking_quality(cfg, ws, stack, traffic, log, result)
             return result
+        drift = injected_drift(cfg)
         retraining_alerts = set(cfg.retraining.alerts)
         time.sleep(30)  # a baseline window of normal traffic: nothing may fire yet
         early = [a["labels"].get("alertname") for a in stack.alerts() if a["labels"].get("alertname") in retraining_alerts]
@@ -300,8 +317,8 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
                                f"(sampled from {ws.home}'s current data) does not look like the champion's training "
                                "data; an earlier loop may have retrained there on shifted data: run without --home")
         log("baseline: no drift alert", requests=traffic.sent)
-        traffic.drift.set()
-        log("drift injected", change=f"amount x{DRIFT_FACTOR:g}")
+        traffic.drift = drift
+        log("drift injected", change=f"{drift.column} x{drift.factor:g}")
 
         fired = _wait("a drift alert to fire",
                       lambda: [a for a in stack.alerts("firing") if a["labels"].get("alertname") in retraining_alerts],
@@ -333,7 +350,7 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
             gate=reg["decision"][:80])
 
         # the callers' traffic is back to normal while the new model is rolled out
-        traffic.drift.clear()
+        traffic.drift = None
         traffic.rows = traffic_rows(cfg, ws)
         if "challenger" not in reg["aliases"]:
             result["decision"] = {"outcome": "rejected by the promotion gate", "reason": reg["decision"]}

@@ -15,9 +15,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from mlplatform.config import _default_checks, load_tenant
+from mlplatform.config import load_tenant
 from mlplatform.processes import free_port
 from mlplatform.rollout.backends import EmbeddedNginxBackend
+from mlplatform.rollout.checks import default_checks
 from mlplatform.rollout.controller import run_rollout
 from mlplatform.rollout.proxy import nginx_binary
 from mlplatform.rollout.state import load_state, rollout_dir
@@ -31,8 +32,7 @@ pytestmark = pytest.mark.slow
 # The default checks, with a looser latency ratio: p99 of ~400 samples from two identical models on
 # two cores shared with the whole suite is noise (a good challenger measured 1.8x once). Thresholds
 # are tested on recorded series (test_decisions.py); here the mechanism is under test.
-CHECKS = [c.model_dump(exclude_none=True) | ({"max": 4.0} if c.name == "p99_latency_ratio" else {})
-          for c in _default_checks()]
+CHECKS = [c | ({"max": 4.0} if c["name"] == "p99_latency_ratio" else {}) for c in default_checks()]
 POLICY = {"interval_seconds": 4, "window": "20s", "shadow_seconds": 8, "step_weights": [50], "max_weight": 50,
           "failed_checks_limit": 2, "checks": CHECKS}
 

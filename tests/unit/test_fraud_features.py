@@ -174,7 +174,7 @@ def test_terminal_risk_sees_fraud_in_generated_data(sim):
 # --- build_feature_tables -------------------------------------------------------------------------
 
 def test_tables_match_the_tenant_file(sim, cfg):
-    tables = build_feature_tables(sim, cfg)
+    tables = build_feature_tables(sim, cfg, {})
     assert set(tables) == {v.name for v in cfg.features.feature_views}
     keys = {"customer_velocity": "customer_id", "terminal_risk": "terminal_id"}
     for view in cfg.features.feature_views:
@@ -193,7 +193,7 @@ def test_builder_refuses_a_tenant_file_that_drifted(sim):
     feats = raw["features"]["feature_views"][1]["features"]
     feats[0], feats[3] = feats[3], feats[0]  # same names, different order
     with pytest.raises(AssertionError, match="terminal_risk"):
-        build_feature_tables(sim, parse_tenant(raw))
+        build_feature_tables(sim, parse_tenant(raw), {})
 
 
 # --- request_features -----------------------------------------------------------------------------

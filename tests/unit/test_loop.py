@@ -1,13 +1,17 @@
-"""The live loop's tenant copy: short windows, fresh data for retraining, still a valid tenant."""
+"""The live loop's tenant copy: short windows, fresh data for retraining, still a valid tenant; the
+drift it injects comes from the tenant file (loop.drift)."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from rich.console import Console
 
-from mlplatform.config import load_tenant
-from mlplatform.loop import DRIFT_FACTOR, LOOP_OVERRIDES, Journal, loop_tenant_file, simulates_shift
+from mlplatform.config import TenantConfigError, load_tenant
+from mlplatform.loop import LOOP_OVERRIDES, Journal, drifted, injected_drift, loop_tenant_file, shift_args
 from tests.conftest import FRAUD_TENANT, REPO
+
+SEARCH_TENANT = REPO / "examples" / "search" / "tenant.yaml"
 
 
 def test_loop_tenant_has_short_windows_and_fresh_data(tmp_path):
@@ -25,13 +29,41 @@ def test_loop_tenant_has_short_windows_and_fresh_data(tmp_path):
     assert yaml.safe_load(FRAUD_TENANT.read_text()) == original
 
 
-def test_loop_fresh_data_lives_through_the_injected_spending_shift(tmp_path):
-    cfg = load_tenant(FRAUD_TENANT)
-    assert simulates_shift(cfg)
-    assert not simulates_shift(load_tenant(REPO / "examples" / "search" / "tenant.yaml"))
-    args = load_tenant(loop_tenant_file(FRAUD_TENANT, tmp_path, {"days": 40}, shift=True)).data.generator_args
-    assert args["spending_shift"] == DRIFT_FACTOR  # the same shift the traffic gets
+def test_loop_fresh_data_lives_through_the_declared_shift(tmp_path):
+    drift = load_tenant(FRAUD_TENANT).loop.drift
+    assert (drift.column, drift.factor, drift.max) == ("amount", 4.0, 5000.0)
+    assert load_tenant(SEARCH_TENANT).loop.drift is None
+    args = load_tenant(loop_tenant_file(FRAUD_TENANT, tmp_path, {"days": 40}, drift)).data.generator_args
+    assert args["spending_shift"] == drift.factor  # the same shift the traffic gets, through the fraud generator
     assert args["shift_day"] == 20  # half the fresh days are after it: enough to train and to validate on
+    assert shift_args(drift, {"days": 61}) == {"spending_shift": 4.0, "shift_day": 30}
+
+
+def test_injected_drift_multiplies_the_declared_column_and_caps_it():
+    drift = load_tenant(FRAUD_TENANT).loop.drift
+    assert drifted({"amount": 12.345, "customer_id": 3}, drift) == {"amount": 49.38, "customer_id": 3}
+    assert drifted({"amount": 4000.0}, drift) == {"amount": 5000.0}
+    assert drifted({"customer_id": 3}, drift) == {"customer_id": 3}  # a row without the column is sent as is
+    uncapped = drift.model_copy(update={"max": None})
+    assert drifted({"amount": 4000.0}, uncapped) == {"amount": 16000.0}
+
+
+def test_a_tenant_without_loop_drift_gets_a_clear_error():
+    with pytest.raises(RuntimeError, match="declares no loop.drift"):
+        injected_drift(load_tenant(SEARCH_TENANT))
+
+
+def test_loop_drift_is_checked_against_the_tenant(tmp_path):
+    raw = yaml.safe_load(FRAUD_TENANT.read_text())
+    raw["loop"]["drift"]["column"] = "amount_eur"
+    (tmp_path / "tenant.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(TenantConfigError, match="loop.drift.column: 'amount_eur' is not a request field"):
+        load_tenant(tmp_path / "tenant.yaml")
+    raw = yaml.safe_load(FRAUD_TENANT.read_text())
+    raw["loop"]["drift"]["generator"]["factor"] = "spend_shift"  # not an argument of the fraud generator
+    (tmp_path / "tenant.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(TenantConfigError, match="loop.drift.generator: fraud_tenant.data:generate cannot be called"):
+        load_tenant(tmp_path / "tenant.yaml")
 
 
 def test_journal_records_steps_in_order(tmp_path):

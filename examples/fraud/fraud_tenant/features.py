@@ -10,6 +10,8 @@ stamped at `event_timestamp` may only use information known at that instant:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -106,16 +108,18 @@ def terminal_risk(raw: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["event_timestamp", "terminal_id"], ignore_index=True)
 
 
-def build_feature_tables(raw: pd.DataFrame, cfg: TenantConfig) -> dict[str, pd.DataFrame]:
-    """The two feature views of tenant.yaml, each: join key, event_timestamp, declared features."""
-    tables = {"customer_velocity": customer_velocity(raw), "terminal_risk": terminal_risk(raw)}
-    for view, df in tables.items():
+def build_feature_tables(raw: pd.DataFrame, cfg: TenantConfig,
+                         tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The two feature views of tenant.yaml, each: join key, event_timestamp, declared features.
+    `tables` (auxiliary tables) is empty: the fraud tenant declares none."""
+    out = {"customer_velocity": customer_velocity(raw), "terminal_risk": terminal_risk(raw)}
+    for view, df in out.items():
         declared = _declared(cfg, view)
         produced = [c for c in df.columns if c not in ("customer_id", "terminal_id", "event_timestamp")]
         # The tenant file is the source of truth: fail loudly if code and file drift apart.
         assert produced == list(declared), f"{view}: code produces {produced}, tenant declares {list(declared)}"
-        tables[view] = df.astype(declared)
-    return tables
+        out[view] = df.astype(declared)
+    return out
 
 
 def request_features(df: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame | dict[str, np.ndarray]:

@@ -14,6 +14,8 @@ by the retriever (search_tenant.retrieval), offline and online by the same code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -52,6 +54,7 @@ def item_stats(catalog: pd.DataFrame, clicks: pd.DataFrame, eta: float) -> pd.Da
     return out
 
 
-def build_feature_tables(raw: pd.DataFrame, cfg: TenantConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def build_feature_tables(raw: pd.DataFrame, cfg: TenantConfig,
+                         tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     eta = cfg.ranking.clicks.eta if cfg.ranking and cfg.ranking.clicks else 1.0
     return {"item_stats": item_stats(tables["catalog"], tables["clicks"], eta)}

@@ -73,6 +73,10 @@ def index_dir(cfg: TenantConfig, ws: Workspace) -> Path:
 
 
 class SearchRetriever:
+    """ranking.retrieval.retriever (the contract: mlplatform.contracts.Retriever)."""
+
+    catalog: pd.DataFrame  # one row per item, positions are its row numbers
+
     def __init__(self, catalog: pd.DataFrame, bm25, embeddings: np.ndarray, info: dict):
         import faiss
 

@@ -18,6 +18,7 @@ from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 
 from mlplatform.config import TenantConfig
+from mlplatform.data.ingest import load_table
 from mlplatform.features.definitions import EVENT_TIMESTAMP, feast_objects
 from mlplatform.features.repo import write_repo
 from mlplatform.plugins import resolve
@@ -34,24 +35,24 @@ def feature_refs(cfg: TenantConfig) -> list[str]:
     return [f"{v.name}:{f.name}" for v in cfg.features.feature_views for f in v.features]
 
 
-def passthrough_tables(raw: pd.DataFrame, cfg: TenantConfig) -> dict[str, pd.DataFrame]:
-    """Default builder: each view's features are columns of the raw table, stamped at the row's time."""
-    tables = {}
+def passthrough_tables(raw: pd.DataFrame, cfg: TenantConfig,
+                       tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Default builder: each view's features are columns of the raw table, stamped at the row's time
+    (auxiliary tables are not used)."""
+    out = {}
     for view in cfg.features.feature_views:
         keys = [cfg.features.entity(e).join_key for e in view.entities]
         cols = keys + [cfg.data.timestamp] + [f.name for f in view.features]
-        tables[view.name] = raw[cols].rename(columns={cfg.data.timestamp: EVENT_TIMESTAMP})
-    return tables
+        out[view.name] = raw[cols].rename(columns={cfg.data.timestamp: EVENT_TIMESTAMP})
+    return out
 
 
 def build_tables(cfg: TenantConfig, ws: Workspace, raw: pd.DataFrame) -> dict[str, int]:
+    """Each feature view's table from the tenant's builder (mlplatform.contracts.FeatureBuilder) or
+    the raw columns, written as parquet; returns the rows per view."""
     builder = resolve(cfg.features.builder) if cfg.features.builder else passthrough_tables
-    if cfg.data.tables and cfg.features.builder:  # auxiliary tables (catalog, click logs) as a third argument
-        from mlplatform.data.ingest import load_table
-
-        tables = builder(raw, cfg, {name: load_table(cfg, ws, name) for name in cfg.data.tables})
-    else:
-        tables = builder(raw, cfg)
+    # one signature: the snapshot's auxiliary tables (catalog, click logs), empty when data.tables is
+    tables = builder(raw, cfg, {name: load_table(cfg, ws, name) for name in cfg.data.tables})
     out = ws.features_dir(cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
