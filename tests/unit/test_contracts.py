@@ -23,7 +23,8 @@ def test_example_tenants_fit_their_contracts():
         cfg = load_tenant(path)
         assert contracts.check_plugins(cfg) == []
     assert [f for f, *_ in contracts.named_plugins(load_tenant(SEARCH_TENANT))] == [
-        "data.generator", "features.builder", "ranking.retrieval.retriever", "ranking.feedback.simulator"]
+        "data.generator", "features.builder", "ranking.retrieval.retriever", "ranking.feedback.simulator",
+        "model.trainer"]
 
 
 @pytest.fixture
@@ -131,3 +132,21 @@ def test_the_onboarding_examples_fit_and_run(tmp_path, plugins):
     pairs = retriever.features_for_pairs(pd.DataFrame({"q": ["red hat", "red hat"], "item": [9, 8]}), "q", "item")
     assert pairs["overlap"].tolist() == [2, 0]
     assert [r["overlap"].tolist() for r in retriever.retrieve_many(["hat"], 1)] == [[2]]
+
+
+def test_a_trainer_without_log_is_refused_and_the_older_function_form_is_accepted(tmp_path, plugins):
+    mod = plugins("""
+        class Half:
+            def train(self, cfg, train_df, valid_df, storage=None): ...
+            def predict(self, model, frame): ...
+            def load(self, uri): ...
+
+        trainer = Half()
+    """)
+    path = _tenant(tmp_path, FRAUD_TENANT, **{"model.trainer": f"{mod}:trainer"})
+    with pytest.raises(TenantConfigError) as err:
+        load_tenant(path)
+    assert f"model.trainer: {mod}:trainer has no member 'log' (mlplatform.contracts.Trainer)" in str(err.value)
+    # tenant files written when trainers were module functions still load (training/trainers.py adapts them)
+    path = _tenant(tmp_path, FRAUD_TENANT, **{"model.trainer": "mlplatform.training.xgboost_trainer:train"})
+    assert load_tenant(path).model.trainer.endswith(":train")
