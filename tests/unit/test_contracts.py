@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import re
 import textwrap
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -119,7 +120,7 @@ def test_the_onboarding_examples_fit_and_run(tmp_path, plugins):
     mod = importlib.import_module(plugins(block))
     for fn, contract in ((mod.generate, contracts.DataGenerator), (mod.build, contracts.FeatureBuilder),
                          (mod.transform, contracts.RequestTransform), (mod.TitleRetriever, contracts.Retriever),
-                         (mod.simulate, contracts.FeedbackSimulator)):
+                         (mod.simulate, contracts.FeedbackSimulator), (mod.trainer, contracts.Trainer)):
         assert contracts.fits(fn, contract, {"rows": 50, "seed": 1}) == [], contract.__name__
     mod.generate(tmp_path / "raw", rows=50, seed=1)
     raw = pd.read_parquet(tmp_path / "raw")
@@ -132,6 +133,10 @@ def test_the_onboarding_examples_fit_and_run(tmp_path, plugins):
     pairs = retriever.features_for_pairs(pd.DataFrame({"q": ["red hat", "red hat"], "item": [9, 8]}), "q", "item")
     assert pairs["overlap"].tolist() == [2, 0]
     assert [r["overlap"].tolist() for r in retriever.retrieve_many(["hat"], 1)] == [[2]]
+    cfg = SimpleNamespace(model=SimpleNamespace(features=["x"]), data=SimpleNamespace(label="label"))
+    trained = mod.trainer.train(cfg, raw, raw)
+    scores = mod.trainer.predict(trained.model, raw)
+    assert len(scores) == 50 and ((scores >= 0) & (scores <= 1)).all()
 
 
 def test_a_trainer_without_log_is_refused_and_the_older_function_form_is_accepted(tmp_path, plugins):
