@@ -7,10 +7,10 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-from mlflow import MlflowClient
 
 from mlplatform.config import load_tenant
 from mlplatform.registry.loading import load_by_alias
+from mlplatform.registry.mlflow_registry import connect
 from mlplatform.serving.predictor import TenantPredictor
 from mlplatform.serving.smoke import newest_rows, v1_body
 from mlplatform.training.trainers import ModuleTrainer
@@ -24,7 +24,9 @@ def test_a_version_tagged_with_the_old_trainer_function_loads_and_serves(trained
     shutil.copytree(trained_fraud.home, home, ignore=shutil.ignore_patterns("ray"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg, ws = load_tenant(trained_fraud.tenant_file), Workspace(home)
-    client = MlflowClient(tracking_uri=ws.mlflow_uri)
+    # connect(): MLflow resolves a `models:/m-...` source through its fluent API's tracking URI, which
+    # an earlier test in this process may have pointed at another workspace
+    client = connect(ws)
     champion = client.get_model_version_by_alias(cfg.name, "champion")
     assert champion.tags["trainer"] != OLD_TAG  # registered by this code: the trainer object's path
     old = client.create_model_version(cfg.name, source=champion.source, run_id=champion.run_id,
