@@ -76,8 +76,9 @@ def features(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
     retrieval = cfg.ranking.retrieval if cfg.ranking else None
     if retrieval:  # ranking: the candidate-generation index is built from the same snapshot
         from mlplatform.plugins import resolve
+        from mlplatform.ranking import index
 
-        record["retrieval_index"] = resolve(retrieval.retriever).build(cfg, ws)
+        record["retrieval_index"] = resolve(retrieval.retriever).build(cfg, ws, index.built_dir(cfg, ws))
     record["seconds"] = round(time.monotonic() - started, 2)
     ws.write_step(cfg.name, run_id, "features", record)
     return record
