@@ -1,5 +1,5 @@
-"""The deployment settings a process takes from its environment, named once, and a real
-`mlflow server` process (its artifact proxy is how every process reads and writes models).
+"""The deployment settings a process takes from its environment, named once, and the `services`
+profile: the cluster's topology on one machine (PostgreSQL, Redis, a real `mlflow server`).
 
 The charts pass the same names (charts/tenant predictor, the RayJob in training/rayjob.py; a test
 keeps them in step with SETTINGS). Embedded mode sets none of them: SQLite and files in the
@@ -33,7 +33,7 @@ SETTINGS = {
 class Services:
     """Where the services profile's backing services are (defaults: this machine's)."""
 
-    postgres: str = "postgresql://postgres@127.0.0.1:5432/test"
+    postgres: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     redis: str = "127.0.0.1:6379"
 
     @classmethod
@@ -68,3 +68,53 @@ def mlflow_server(backend_store_uri: str, artifacts_destination: Path, log: Path
     with running(cmd, f"http://127.0.0.1:{port}/health", log, timeout=timeout, name="mlflow server", env=env):
         yield f"http://127.0.0.1:{port}"
 
+
+def reachable(address: str, timeout: float = 1.0) -> bool:
+    """Whether host:port accepts a TCP connection."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def postgres_address(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return f"{parsed.host or '127.0.0.1'}:{parsed.port or 5432}"
+
+
+def require_reachable(services: Services) -> None:
+    """UserError naming the service that does not answer."""
+    from mlplatform.errors import UserError
+
+    for what, address in (("PostgreSQL", postgres_address(services.postgres)), ("Redis", services.redis)):
+        if not reachable(address):
+            raise UserError(f"the services profile needs {what} at {address}, which does not answer "
+                            f"(set MLPLATFORM_SERVICES_POSTGRES / MLPLATFORM_SERVICES_REDIS)")
+
+
+@contextlib.contextmanager
+def profile(home: Path, log: Path, services: Services | None = None) -> Iterator[dict[str, str]]:
+    """The services profile for everything started inside: a real `mlflow server` (backend store in
+    PostgreSQL, artifacts under <home>/mlflow-server-artifacts, the server's own disk as the chart's
+    PVC is), and this process's environment set to the SETTINGS its children inherit (kfp.local's
+    task subprocesses, the model server), restored on exit. Yields those settings."""
+    services = services or Services.from_env()
+    require_reachable(services)
+    with mlflow_server(services.postgres, Path(home) / "mlflow-server-artifacts", log) as url:
+        env = services.env(url)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield env
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

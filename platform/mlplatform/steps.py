@@ -19,7 +19,11 @@ from mlplatform.workspace import Workspace
 
 
 def _open(tenant_file: str, home: str) -> tuple[TenantConfig, Workspace]:
-    return load_tenant(tenant_file), Workspace.from_env(home or None)
+    """The tenant with the deployment's settings from the environment (tenants.apply_env_overrides:
+    Redis, Feast's SQL registry), and the workspace."""
+    from mlplatform.tenants import apply_env_overrides
+
+    return apply_env_overrides(load_tenant(tenant_file)), Workspace.from_env(home or None)
 
 
 def _validated(ws: Workspace, cfg: TenantConfig, run_id: str) -> dict[str, Any]:
