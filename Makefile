@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock demo demo-loop test test-fast verify pipelines schema clean up down status crds schema-check tools bench
+.PHONY: help venv lock demo demo-services demo-loop test test-fast verify pipelines schema clean up down status crds schema-check tools bench
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,9 @@ lock: venv ## Re-lock requirements/*.txt from pyproject.toml (LOCK_ARGS=--upgrad
 
 demo: venv ## Run the embedded platform end to end (TENANTS="fraud search"; writes runs/latest/summary.json)
 	$(CLI) demo $(TENANTS)
+
+demo-services: venv ## The demo against PostgreSQL, Redis and a real `mlflow server` (the cluster's hand-offs on one machine)
+	$(CLI) demo $(TENANTS) --profile services
 
 demo-loop: venv ## The loop live: LOOP_TENANT=fraud (drift -> alert -> retrain -> rollout) or search (clicks -> NDCG)
 	$(CLI) loop $(LOOP_TENANT)

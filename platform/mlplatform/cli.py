@@ -91,14 +91,17 @@ def demo(
     home: HomeOpt = None,
     runs: Annotated[Path, typer.Option(help="where run summaries go")] = Path("runs"),
     data_arg: Annotated[list[str], typer.Option("--data-arg", help="override a generator argument, e.g. customers=500 (data size)")] = [],  # noqa: B006
+    profile: Annotated[str, typer.Option(help="embedded (SQLite and files) or services (PostgreSQL, Redis, mlflow server)")] = "embedded",
 ) -> None:
     """Run the embedded platform end to end: pipeline (kfp.local), serving, smoke test, summary."""
-    from mlplatform.demo import run_demo
+    from mlplatform.demo import PROFILES, run_demo
     from mlplatform.workspace import Workspace
 
+    if profile not in PROFILES:
+        _fail(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}", EXIT_USER_ERROR)
     files = [_tenant_path(t) for t in (tenants or ["fraud", "search"])]
     try:
-        summary = run_demo(files, Workspace.from_env(home), runs, _parse_args(data_arg), console)
+        summary = run_demo(files, Workspace.from_env(home), runs, _parse_args(data_arg), console, profile=profile)
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - the reason and the logs, which have the rest

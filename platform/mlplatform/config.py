@@ -306,7 +306,7 @@ class ClickLabels(Strict):
 class RetrievalConfig(Strict):
     """Stage one: candidate generation (a tenant class named by dotted path)."""
 
-    retriever: str = Field(pattern=DOTTED_RE, description="class with build(cfg, ws) and load(cfg, ws)")
+    retriever: str = Field(pattern=DOTTED_RE, description="class with build(cfg, ws, out) and load(cfg, path)")
     candidates: int = Field(default=1000, ge=1, description="stage 1: candidates retrieved per query")
     rerank: int = Field(default=200, ge=1, description="stage 2: the best-fused candidates the ranker scores")
     recall_at: list[int] = Field(default=[100, 1000], min_length=1)

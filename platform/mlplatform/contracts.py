@@ -82,13 +82,15 @@ class Retriever(Protocol):
     catalog: pd.DataFrame  # one row per item: the `ranking.item` column; `title` is returned with results when present
 
     @classmethod
-    def build(cls, cfg: TenantConfig, ws: Workspace, /) -> Mapping[str, Any]:
-        """The features step: index the snapshot into the workspace; returns a JSON-able record."""
+    def build(cls, cfg: TenantConfig, ws: Workspace, out: Path, /) -> Mapping[str, Any]:
+        """The features step: index the workspace's snapshot into the folder `out` (which the
+        platform logs with the training run, ranking/index.py); returns a JSON-able record."""
         ...
 
     @classmethod
-    def load(cls, cfg: TenantConfig, ws: Workspace, /) -> Retriever:
-        """Training and serving: the index `build` saved (FileNotFoundError when there is none)."""
+    def load(cls, cfg: TenantConfig, path: Path, /) -> Retriever:
+        """Training and serving: the index `build` saved in `path` (FileNotFoundError when there is
+        none). The predictor passes a copy downloaded from the version's MLflow run."""
         ...
 
     def search(self, query: str, k: int, qvec: np.ndarray | None = None, /) -> tuple[np.ndarray, Any]:

@@ -26,9 +26,13 @@ from rich.table import Table
 
 from mlplatform.config import load_tenant
 from mlplatform.processes import free_port, running
+from mlplatform.tenants import apply_env_overrides
 from mlplatform.workspace import Workspace
 
 STEPS = ["ingest", "validate", "features", "train", "register"]
+# embedded: SQLite and files in the workspace (zero set-up). services: the cluster's hand-offs on this
+# machine, a real `mlflow server` on PostgreSQL, Feast's SQL registry and Redis (mlplatform.services)
+PROFILES = ("embedded", "services")
 
 
 def effective_tenant_file(tenant_file: Path, data_args: dict[str, Any], out_dir: Path) -> Path:
@@ -155,17 +159,30 @@ def new_run_dir(runs: Path, suffix: str = "", point_latest: bool = True) -> Path
 
 
 def run_demo(tenant_files: list[Path], ws: Workspace, runs: Path, data_args: dict[str, Any],
-             console: Console | None = None) -> dict:
+             console: Console | None = None, profile: str = "embedded") -> dict:
+    console = console or Console()
+    if profile == "embedded":
+        return _run_tenants(tenant_files, ws, new_run_dir(runs), runs, data_args, console, profile)
+    from mlplatform import services
+
+    services.require_reachable(services.Services.from_env())  # before anything is written
+    run_dir = new_run_dir(runs)
+    console.print("services profile: starting mlflow server (its backend store in PostgreSQL)")
+    with services.profile(ws.home, run_dir / "mlflow-server.log") as settings:
+        console.print("services profile: " + ", ".join(f"{k}={v}" for k, v in settings.items()), markup=False)
+        return _run_tenants(tenant_files, ws, run_dir, runs, data_args, console, profile)
+
+
+def _run_tenants(tenant_files: list[Path], ws: Workspace, run_dir: Path, runs: Path, data_args: dict[str, Any],
+                 console: Console, profile: str) -> dict:
     from mlplatform.tasks import task_for
 
-    console = console or Console()
     started = time.monotonic()
-    run_dir = new_run_dir(runs)
     summary: dict[str, Any] = {"started": datetime.now(timezone.utc).isoformat(), "home": str(ws.home),
-                               "run_dir": str(run_dir), "tenants": {}}
+                               "run_dir": str(run_dir), "profile": profile, "tenants": {}}
     for original in tenant_files:
         tenant_file = effective_tenant_file(original, data_args, run_dir)
-        cfg = load_tenant(tenant_file)
+        cfg = apply_env_overrides(load_tenant(tenant_file))  # the smoke test reads the same stores as the steps
         run_id = f"demo-{run_dir.name.lower()}"
         console.rule(f"[bold]{cfg.name}")
         wall: dict[str, float] = {}
@@ -181,9 +198,16 @@ def run_demo(tenant_files: list[Path], ws: Workspace, runs: Path, data_args: dic
     summary["seconds"] = round(time.monotonic() - started, 1)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(summary_table(summary))
-    console.print(f"summary: {runs / 'latest' / 'summary.json'}   MLflow: mlflow ui --backend-store-uri {ws.mlflow_uri}",
-                  markup=False)
+    where = (f"mlflow ui --backend-store-uri {ws.mlflow_uri}" if profile == "embedded"
+             else f"mlflow server --backend-store-uri {services_store()}")
+    console.print(f"summary: {runs / 'latest' / 'summary.json'}   MLflow: {where}", markup=False)
     return summary
+
+
+def services_store() -> str:
+    from mlplatform.services import Services
+
+    return Services.from_env().postgres
 
 
 def headline_metrics(metrics: dict) -> str:

@@ -19,7 +19,11 @@ from mlplatform.workspace import Workspace
 
 
 def _open(tenant_file: str, home: str) -> tuple[TenantConfig, Workspace]:
-    return load_tenant(tenant_file), Workspace.from_env(home or None)
+    """The tenant with the deployment's settings from the environment (tenants.apply_env_overrides:
+    Redis, Feast's SQL registry), and the workspace."""
+    from mlplatform.tenants import apply_env_overrides
+
+    return apply_env_overrides(load_tenant(tenant_file)), Workspace.from_env(home or None)
 
 
 def _validated(ws: Workspace, cfg: TenantConfig, run_id: str) -> dict[str, Any]:
@@ -76,8 +80,9 @@ def features(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
     retrieval = cfg.ranking.retrieval if cfg.ranking else None
     if retrieval:  # ranking: the candidate-generation index is built from the same snapshot
         from mlplatform.plugins import resolve
+        from mlplatform.ranking import index
 
-        record["retrieval_index"] = resolve(retrieval.retriever).build(cfg, ws)
+        record["retrieval_index"] = resolve(retrieval.retriever).build(cfg, ws, index.built_dir(cfg, ws))
     record["seconds"] = round(time.monotonic() - started, 2)
     ws.write_step(cfg.name, run_id, "features", record)
     return record

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from mlplatform.config import OnlineStore, TenantConfig, TenantConfigError
+from mlplatform import services
+from mlplatform.config import FeatureRegistry, OnlineStore, TenantConfig, TenantConfigError
 
 
 def tenant_candidates(name: str, environ: Mapping[str, str] = os.environ) -> list[Path]:
@@ -38,22 +39,30 @@ def resolve_tenant_path(name_or_path: str | Path, environ: Mapping[str, str] = o
 
 
 def apply_env_overrides(cfg: TenantConfig, environ: Mapping[str, str] = os.environ) -> TenantConfig:
-    """Deployment settings the chart passes as environment variables (charts/tenant predictor):
+    """Deployment settings passed as environment variables (names: mlplatform.services; the charts
+    and the services profile set them):
 
     MLPLATFORM_FEAST_ONLINE_STORE  "redis" or "sqlite": the Feast online store type
     MLPLATFORM_REDIS_ADDRESS       host:port of Redis (implies redis when the type is not given)
+    MLPLATFORM_FEAST_REGISTRY      SQLAlchemy URL of Feast's SQL registry (PostgreSQL)
 
     Returns a new config; the tenant file keeps describing the embedded defaults.
     """
-    store_type = environ.get("MLPLATFORM_FEAST_ONLINE_STORE", "").strip().lower()
-    address = environ.get("MLPLATFORM_REDIS_ADDRESS", "").strip()
-    if not store_type and not address:
-        return cfg
-    store_type = store_type or "redis"
-    if store_type not in ("redis", "sqlite"):
-        raise TenantConfigError(f"MLPLATFORM_FEAST_ONLINE_STORE must be 'redis' or 'sqlite', got {store_type!r}")
-    current = cfg.features.online_store
-    online = OnlineStore(type=store_type,
-                         connection_string=(address or current.connection_string) if store_type == "redis" else None)
-    features = cfg.features.model_copy(update={"online_store": online})
-    return cfg.model_copy(update={"features": features})
+    store_type = environ.get(services.ONLINE_STORE, "").strip().lower()
+    address = environ.get(services.REDIS, "").strip()
+    registry_url = environ.get(services.REGISTRY, "").strip()
+    features = cfg.features
+    if store_type or address:
+        store_type = store_type or "redis"
+        if store_type not in ("redis", "sqlite"):
+            raise TenantConfigError(f"{services.ONLINE_STORE} must be 'redis' or 'sqlite', got {store_type!r}")
+        current = features.online_store
+        online = OnlineStore(type=store_type,
+                             connection_string=(address or current.connection_string) if store_type == "redis" else None)
+        features = features.model_copy(update={"online_store": online})
+    if registry_url:
+        if "://" not in registry_url:
+            raise TenantConfigError(f"{services.REGISTRY} must be a SQLAlchemy URL (postgresql+psycopg://…), "
+                                    f"got {registry_url!r}")
+        features = features.model_copy(update={"registry": FeatureRegistry(type="sql", path=registry_url)})
+    return cfg if features is cfg.features else cfg.model_copy(update={"features": features})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster_helpers import tenant_files
+from cluster_helpers import REPO_ROOT, tenant_files
 
 TENANTS = tenant_files()
 
@@ -86,6 +86,26 @@ def test_canary_weights_and_shadow_mirror(cases):
         (mirror,) = rule["filters"]
         assert mirror["type"] == "RequestMirror"
         assert mirror["requestMirror"]["backendRef"]["name"] == f"{name}-shadow-predictor"
+
+
+def test_deployment_settings_are_passed_by_the_names_the_code_reads(cases):
+    """The chart's predictor and the RayJob pass the settings by the names mlplatform.services
+    defines once (the services profile sets the same), and only those."""
+    from mlplatform import services
+    from mlplatform.config import load_tenant
+    from mlplatform.training.rayjob import build_rayjob
+
+    settings = set(services.SETTINGS)
+    case = _case(cases, "tenant/defaults")
+    (isvc,) = _by_kind(case, "InferenceService")
+    (c,) = isvc["spec"]["predictor"]["containers"]
+    spec = build_rayjob(load_tenant(REPO_ROOT / "examples" / "fraud" / "tenant.yaml"), "r1")["spec"]
+    ray_env = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+    for env in (c["env"], ray_env):
+        names = {e["name"] for e in env}
+        deployment = {n for n in names if n.startswith(("MLFLOW_", "MLPLATFORM_FEAST", "MLPLATFORM_REDIS"))}
+        assert deployment <= settings, deployment - settings
+        assert {services.TRACKING, services.ONLINE_STORE, services.REDIS} <= names
 
 
 def test_predictor_runs_the_tenant_with_its_alias(cases):

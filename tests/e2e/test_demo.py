@@ -31,7 +31,8 @@ def test_demo_writes_a_complete_summary(tmp_path):
     assert fraud["model"]["aliases"] == ["champion"]
     assert 0.5 < fraud["model"]["metrics"]["roc_auc"] <= 1 and fraud["model"]["metrics"]["pr_auc"] > 0
     assert fraud["serving"]["smoke"]["requests"] > 0 and fraud["serving"]["smoke"]["errors"] == 0
-    assert summary["seconds"] > 0
+    assert summary["seconds"] > 0 and summary["profile"] == "embedded"  # zero set-up: SQLite and files
+    assert (tmp_path / "home" / "mlflow.db").exists()
     # every stage timed: wall (as shown, KFP start-up included) and inside the step
     steps = ["ingest", "validate", "features", "train", "register"]
     assert list(fraud["stages_wall"]) == steps + ["serve_and_smoke"]

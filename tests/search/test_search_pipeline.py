@@ -9,6 +9,7 @@ import pytest
 
 from mlplatform.config import load_tenant
 from mlplatform.plugins import resolve
+from mlplatform.ranking import index
 from mlplatform.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def test_offline_features_equal_what_the_predictor_computes(trained_search):
     """Query-item features: the retriever's training path and its serving path agree."""
     cfg = load_tenant(trained_search.tenant_file)
     ws = Workspace.from_env(trained_search.home)
-    retriever = resolve(cfg.ranking.retrieval.retriever).load(cfg, ws)
+    retriever = resolve(cfg.ranking.retrieval.retriever).load(cfg, index.built_dir(cfg, ws))
     query = "black wireless earbuds"
     fused, scores = retriever.search(query, cfg.ranking.retrieval.candidates)
     online = retriever.pair_features(query, fused[:20], None, scores)
@@ -62,3 +63,37 @@ def test_offline_features_equal_what_the_predictor_computes(trained_search):
     offline = retriever.features_for_pairs(frame, "query", "item_id")
     for name, values in online.items():
         np.testing.assert_allclose(offline[name].to_numpy(), values, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_the_predictor_loads_the_index_logged_with_the_version_not_the_workspace_folder(trained_search, tmp_path):
+    """The features step's index folder lives where the features task ran; the predictor needs none:
+    a copy of the workspace without it still serves, from the `retrieval_index` artifact."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from mlplatform.serving.ranking_predictor import RankingPredictor
+
+    cfg = load_tenant(trained_search.tenant_file)
+    ws = Workspace(tmp_path / "home")
+    shutil.copytree(trained_search.home, ws.home)
+    shutil.rmtree(index.built_dir(cfg, ws))
+    run_id = trained_search.records["train"]["run_id"]
+    logged = {f.path for f in MlflowClient(ws.mlflow_uri).list_artifacts(run_id, index.ARTIFACT)}
+    assert f"{index.ARTIFACT}/info.json" in logged and f"{index.ARTIFACT}/catalog.parquet" in logged
+    predictor = RankingPredictor(cfg, ws)
+    assert predictor.load()
+    assert not index.built_dir(cfg, ws).exists()
+    assert len(predictor.item_ids) == trained_search.records["features"]["retrieval_index"]["items"]
+    assert len(predictor.rank("black wireless earbuds", 5)[0]) == 5
+
+
+def test_a_version_without_a_logged_index_is_refused_with_the_reason(trained_search, tmp_path):
+    from mlflow import MlflowClient
+
+    ws = Workspace(trained_search.home)
+    client = MlflowClient(ws.mlflow_uri)
+    exp = client.get_experiment_by_name(load_tenant(trained_search.tenant_file).name)
+    bare = client.create_run(exp.experiment_id, run_name="no-index").info.run_id
+    with pytest.raises(FileNotFoundError, match=f"training run {bare} has no 'retrieval_index' artifact"):
+        index.fetch(ws, bare, "search")

@@ -116,6 +116,15 @@ def test_env_override_points_feast_at_redis():
         apply_env_overrides(CFG, {"MLPLATFORM_FEAST_ONLINE_STORE": "dynamo"})
 
 
+def test_env_override_puts_feast_registry_in_sql():
+    url = "postgresql+psycopg://postgres@db:5432/test"
+    cfg = apply_env_overrides(CFG, {"MLPLATFORM_FEAST_REGISTRY": url})
+    assert (cfg.features.registry.type, cfg.features.registry.path) == ("sql", url)
+    assert cfg.features.online_store == CFG.features.online_store and CFG.features.registry.type == "file"
+    with pytest.raises(TenantConfigError, match="MLPLATFORM_FEAST_REGISTRY must be a SQLAlchemy URL"):
+        apply_env_overrides(CFG, {"MLPLATFORM_FEAST_REGISTRY": "/tmp/registry.db"})
+
+
 def _call(app, path):
     sent = []
 

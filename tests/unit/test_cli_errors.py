@@ -108,3 +108,14 @@ def test_serve_without_a_registered_model_exits_2(tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "has no version with alias 'champion' of registered model 'fraud'" in proc.stderr
+
+
+def test_demo_refuses_an_unknown_profile_and_a_services_profile_without_its_services(tmp_path, monkeypatch):
+    expected_error(invoke("demo", "fraud", "--profile", "cloud", "--runs", str(tmp_path / "runs")),
+                   "--profile must be one of embedded, services, got 'cloud'")
+    from mlplatform.processes import free_port
+
+    monkeypatch.setenv("MLPLATFORM_SERVICES_POSTGRES", f"postgresql+psycopg://u@127.0.0.1:{free_port()}/db")
+    expected_error(invoke("demo", "fraud", "--profile", "services", "--runs", str(tmp_path / "runs")),
+                   "the services profile needs PostgreSQL at 127.0.0.1:")
+    assert not (tmp_path / "runs").exists()  # refused before anything is written

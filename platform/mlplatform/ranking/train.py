@@ -19,6 +19,7 @@ from mlplatform.config import TenantConfig
 from mlplatform.data.ingest import load_raw, load_table
 from mlplatform.features.store import training_frame
 from mlplatform.plugins import resolve
+from mlplatform.ranking import index
 from mlplatform.ranking.clicks import click_labels
 from mlplatform.ranking.metrics import ranking_metrics, recall_at_k
 from mlplatform.training.champion import evaluate_champion
@@ -29,6 +30,12 @@ from mlplatform.workspace import Workspace
 
 SOURCE = "label_source"  # judgment | clicks
 WEIGHT = "_weight"
+
+
+def log_retrieval(retrieval: dict[str, Any], index_path) -> None:
+    """Recall@K with the run, and the index itself: the predictor loads it from the version's run."""
+    mlflow.log_dict(retrieval, "retrieval.json")
+    index.log(index_path)
 
 
 def with_click_labels(cfg: TenantConfig, ws: Workspace, events: pd.DataFrame) -> pd.DataFrame:
@@ -107,7 +114,7 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
     frame = training_frame(cfg, ws, events[keep])
     retriever = None
     if r.retrieval:
-        retriever = resolve(r.retrieval.retriever).load(cfg, ws)
+        retriever = resolve(r.retrieval.retriever).load(cfg, index.built_dir(cfg, ws))
         pair = retriever.features_for_pairs(frame, r.query_text, r.item)
         frame = pd.concat([frame.drop(columns=[c for c in pair.columns if c in frame.columns]), pair], axis=1)
     train_df, valid_df, test_df = split(cfg, frame)
@@ -137,5 +144,5 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
         as_of=as_of, metrics=metrics, champion=champion, started=started, validation_report=validation_report,
         extra_tags={"task": cfg.task},
         extra_params={"train_queries": train_df[r.group].nunique(), "valid_queries": valid_df[r.group].nunique()},
-        log_extra=(lambda: mlflow.log_dict(retrieval, "retrieval.json")) if retrieval else None)
+        log_extra=(lambda: log_retrieval(retrieval, index.built_dir(cfg, ws))) if retrieval else None)
     return record | {"retrieval": retrieval}

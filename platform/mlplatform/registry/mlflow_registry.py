@@ -54,13 +54,30 @@ def isolated_tracking_env() -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
+def through_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def artifact_location(cfg: TenantConfig, ws: Workspace) -> str | None:
+    """Where a new experiment keeps its artifacts.
+
+    Through a tracking server: None, so the server chooses. `mlflow server` serves artifacts by
+    default and then gives new experiments `mlflow-artifacts:/<id>`, which every client reads and
+    writes over HTTP (mlflow/utils/server_cli_utils.py, resolve_default_artifact_root, MLflow 3.x);
+    a client-chosen file:// location would put the model on the training pod's own disk.
+    Without a server (SQLite, a database URL) the client writes itself: the workspace's
+    mlartifacts/ folder, not ./mlruns of whatever folder the process runs from."""
+    if through_server(ws.mlflow_uri):
+        return None
+    return (ws.artifact_root / cfg.name).as_uri()
+
+
 def experiment_id(cfg: TenantConfig, ws: Workspace) -> str:
     client = connect(ws)
     exp = client.get_experiment_by_name(cfg.name)
     if exp is not None:
         return exp.experiment_id
-    # artifacts next to the backend store, not in ./mlruns of whatever folder we run from
-    location = (ws.artifact_root / cfg.name).as_uri() if "://" not in str(ws.artifact_root) else None
+    location = artifact_location(cfg, ws)
     try:
         return client.create_experiment(cfg.name, artifact_location=location, tags={"tenant": cfg.name})
     except MlflowException:  # created concurrently

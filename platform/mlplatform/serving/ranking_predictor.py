@@ -1,7 +1,8 @@
 """The ranking predictor: a `kserve.Model` for `task: ranking` tenants with a retriever.
 
 load()     MLflow version by alias -> the trainer module (tag `trainer`) loads the ranker; the
-           tenant's retriever (ranking.retrieval.retriever) loads its index from the workspace;
+           tenant's retriever (ranking.retrieval.retriever) loads the index logged with the version's
+           MLflow run (ranking/index.py), downloaded into scratch space;
            item features of the whole catalog are read once from the Feast online store into a
            matrix aligned with the retriever's catalog (refreshed in the background every
            `REFRESH_SECONDS`), so a request touches no store.
@@ -34,6 +35,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplatform.plugins import resolve
+from mlplatform.ranking import index
 from mlplatform.registry.loading import ModelLoadError  # one error type: the server exits 2 on it
 from mlplatform.serving.inputs import decode_json
 from mlplatform.serving.served_model import ServedModel
@@ -86,10 +88,10 @@ class RankingPredictor(ServedModel):
         name = self.cfg.name
         self._predict_fn = self.trainer.predict
         retrieval = self.cfg.ranking.retrieval
-        try:
-            self.retriever = resolve(retrieval.retriever).load(self.cfg, self.ws)
+        try:  # the index this version was trained with, from its MLflow run (not a workspace folder)
+            self.retriever = resolve(retrieval.retriever).load(self.cfg, index.fetch(self.ws, mv.run_id, name))
         except FileNotFoundError as err:
-            raise ModelLoadError(f"{name}: retrieval index: {err}") from None
+            raise ModelLoadError(f"{name} v{mv.version}: retrieval index: {err}") from None
         names = getattr(self.model, "feature_name", None)
         self.features = list(names() if callable(names) else self.cfg.model.features)
         self.pair_names = {f.name for f in retrieval.query_features}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mlplatform import services
 from mlplatform.config import Resources, TenantConfig
 
 RAY_VERSION = "2.60.0"  # the ray release in the image (pyproject: ray[train,tune]~=2.60.0)
@@ -99,10 +100,10 @@ def build_rayjob(cfg: TenantConfig, run_id: str, entrypoint: str | None = None,
         "mlplatform.io/run-id": re.sub(r"[^A-Za-z0-9._-]+", "-", run_id)[:63].strip("-._") or "run",
     }
     env = [
-        {"name": "MLFLOW_TRACKING_URI", "value": c.mlflow_tracking_uri},
+        {"name": services.TRACKING, "value": c.mlflow_tracking_uri},
         {"name": "MLPLATFORM_TENANT_FILE", "value": "/etc/mlplatform/tenant.yaml"},
-        {"name": "MLPLATFORM_FEAST_ONLINE_STORE", "value": "redis"},
-        {"name": "MLPLATFORM_REDIS_ADDRESS", "value": c.redis_address},
+        {"name": services.ONLINE_STORE, "value": "redis"},
+        {"name": services.REDIS, "value": c.redis_address},
         {"name": "MLPLATFORM_RUN_ID", "value": run_id},
         {"name": "HOME", "value": "/tmp"},
     ]

@@ -1,0 +1,120 @@
+"""The deployment settings a process takes from its environment, named once, and the `services`
+profile: the cluster's topology on one machine (PostgreSQL, Redis, a real `mlflow server`).
+
+The charts pass the same names (charts/tenant predictor, the RayJob in training/rayjob.py; a test
+keeps them in step with SETTINGS). Embedded mode sets none of them: SQLite and files in the
+workspace, as `make demo` has always run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TRACKING = "MLFLOW_TRACKING_URI"  # MLflow's own variable: a server URL (cluster, services) or a database
+ONLINE_STORE = "MLPLATFORM_FEAST_ONLINE_STORE"  # "redis" or "sqlite"
+REDIS = "MLPLATFORM_REDIS_ADDRESS"  # host:port[,db=N] of the Feast online store
+REGISTRY = "MLPLATFORM_FEAST_REGISTRY"  # SQLAlchemy URL of Feast's SQL registry (PostgreSQL)
+
+SETTINGS = {
+    TRACKING: "MLflow tracking URI (http://… through `mlflow server` and its artifact proxy)",
+    ONLINE_STORE: "Feast online store type: redis or sqlite",
+    REDIS: "Redis host:port of the Feast online store (implies redis)",
+    REGISTRY: "SQLAlchemy URL of the Feast SQL registry, e.g. postgresql+psycopg://user@host/db",
+}
+
+
+@dataclass(frozen=True)
+class Services:
+    """Where the services profile's backing services are (defaults: this machine's)."""
+
+    postgres: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    redis: str = "127.0.0.1:6379"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Services":
+        return cls(postgres=environ.get("MLPLATFORM_SERVICES_POSTGRES", cls.postgres),
+                   redis=environ.get("MLPLATFORM_SERVICES_REDIS", cls.redis))
+
+    def env(self, tracking_uri: str) -> dict[str, str]:
+        """The settings a process of the services profile gets (what the charts pass in a cluster)."""
+        return {TRACKING: tracking_uri, ONLINE_STORE: "redis", REDIS: self.redis, REGISTRY: self.postgres}
+
+
+def mlflow_server_command(backend_store_uri: str, artifacts_destination: Path, port: int,
+                          host: str = "127.0.0.1") -> list[str]:
+    """`mlflow server` serving artifacts (its default): clients get `mlflow-artifacts:` URIs and
+    upload and download through the server, which alone writes `artifacts_destination`."""
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    return [mlflow, "server", "--backend-store-uri", backend_store_uri,
+            "--artifacts-destination", str(artifacts_destination), "--host", host, "--port", str(port),
+            "--workers", "1"]
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_store_uri: str, artifacts_destination: Path, log: Path,
+                  timeout: float = 120) -> Iterator[str]:
+    """A running `mlflow server` on a free port; yields its URL."""
+    from mlplatform.processes import free_port, running
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    cmd = mlflow_server_command(backend_store_uri, artifacts_destination, port)
+    with running(cmd, f"http://127.0.0.1:{port}/health", log, timeout=timeout, name="mlflow server", env=env):
+        yield f"http://127.0.0.1:{port}"
+
+
+def reachable(address: str, timeout: float = 1.0) -> bool:
+    """Whether host:port accepts a TCP connection."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def postgres_address(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return f"{parsed.host or '127.0.0.1'}:{parsed.port or 5432}"
+
+
+def require_reachable(services: Services) -> None:
+    """UserError naming the service that does not answer."""
+    from mlplatform.errors import UserError
+
+    for what, address in (("PostgreSQL", postgres_address(services.postgres)), ("Redis", services.redis)):
+        if not reachable(address):
+            raise UserError(f"the services profile needs {what} at {address}, which does not answer "
+                            f"(set MLPLATFORM_SERVICES_POSTGRES / MLPLATFORM_SERVICES_REDIS)")
+
+
+@contextlib.contextmanager
+def profile(home: Path, log: Path, services: Services | None = None) -> Iterator[dict[str, str]]:
+    """The services profile for everything started inside: a real `mlflow server` (backend store in
+    PostgreSQL, artifacts under <home>/mlflow-server-artifacts, the server's own disk as the chart's
+    PVC is), and this process's environment set to the SETTINGS its children inherit (kfp.local's
+    task subprocesses, the model server), restored on exit. Yields those settings."""
+    services = services or Services.from_env()
+    require_reachable(services)
+    with mlflow_server(services.postgres, Path(home) / "mlflow-server-artifacts", log) as url:
+        env = services.env(url)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield env
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
