@@ -93,8 +93,11 @@ image-venv: ## Install the image's Python (runtime lock + project, not editable)
 	@test -x $(IMAGE_VENV)/bin/python || $(IMAGE_PYTHON) -m venv --without-pip $(IMAGE_VENV)
 	$(PY) -m pip --python $(IMAGE_VENV)/bin/python install --quiet --require-hashes \
 		--find-links $(TORCH_WHEELS) -r requirements/runtime.txt
+	@# setuptools builds in the tree: a stale build/ would put deleted modules into the install
+	rm -rf $(OWN_PACKAGES:%=%/build)
 	$(PY) -m pip --python $(IMAGE_VENV)/bin/python install --quiet --no-deps --no-build-isolation \
 		--force-reinstall $(OWN_PACKAGES:%=./%)
+	rm -rf $(OWN_PACKAGES:%=%/build)
 	$(IMAGE_VENV)/bin/mlplatform --help >/dev/null
 	chmod -R a+rX $(IMAGE_VENV)
 
