@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock demo demo-services demo-loop test test-fast verify pipelines schema clean up down status crds schema-check tools bench
+.PHONY: help venv lock demo demo-services demo-loop test test-fast verify pipelines schema clean up down status crds schema-check tools bench image-venv
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -81,6 +81,25 @@ schema: venv ## Regenerate charts/tenant/values.schema.json from TenantConfig
 
 clean: ## Remove embedded runtime state (.mlplatform/) and demo runs (runs/)
 	rm -rf .mlplatform runs local_outputs
+
+# --- the image's install, outside Docker (tests/topology runs the chart's containers in a sandbox) --
+# Installed as the Dockerfile installs it: a venv from Debian's python3.11 (not under root's home,
+# readable by uid 10001), the runtime lock hash-checked, then the project and tenants NOT editable.
+# .venv's pip installs into it (--python), so the venv itself needs no pip of its own first.
+IMAGE_VENV ?= /opt/mlplatform/venv
+IMAGE_PYTHON ?= /usr/bin/python3.11
+
+image-venv: ## Install the image's Python (runtime lock + project, not editable) into IMAGE_VENV (needs .venv)
+	@test -x $(IMAGE_VENV)/bin/python || $(IMAGE_PYTHON) -m venv --without-pip $(IMAGE_VENV)
+	$(PY) -m pip --python $(IMAGE_VENV)/bin/python install --quiet --require-hashes \
+		--find-links $(TORCH_WHEELS) -r requirements/runtime.txt
+	@# setuptools builds in the tree: a stale build/ would put deleted modules into the install
+	rm -rf $(OWN_PACKAGES:%=%/build)
+	$(PY) -m pip --python $(IMAGE_VENV)/bin/python install --quiet --no-deps --no-build-isolation \
+		--force-reinstall $(OWN_PACKAGES:%=./%)
+	rm -rf $(OWN_PACKAGES:%=%/build)
+	$(IMAGE_VENV)/bin/mlplatform --help >/dev/null
+	chmod -R a+rX $(IMAGE_VENV)
 
 # --- cluster path (platform/cluster, charts/, mlplatform.verify) ------------------------------------
 # versions.env holds plain KEY=value lines: one source of pinned versions for make and the scripts.

@@ -512,6 +512,9 @@ class ClusterConfig(Strict):
     namespaces: Namespaces = Namespaces()
     mlflow_tracking_uri: str = "http://mlflow.mlplatform.svc.cluster.local:5000"
     redis_address: str = Field(default="redis.mlplatform.svc.cluster.local:6379", description="Feast online store")
+    feast_registry: str | None = Field(
+        default=None, description="SQLAlchemy URL of Feast's SQL registry (PostgreSQL) the predictor reads; "
+        "unset: the predictor gets no MLPLATFORM_FEAST_REGISTRY")
     kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     gateway_name: str = "kserve-ingress-gateway"
     hostname: str | None = Field(default=None, description="HTTPRoute host; default <tenant>.mlplatform.local")

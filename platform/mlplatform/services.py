@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,24 +47,31 @@ class Services:
 
 
 def mlflow_server_command(backend_store_uri: str, artifacts_destination: Path, port: int,
-                          host: str = "127.0.0.1") -> list[str]:
+                          host: str = "127.0.0.1", allowed_hosts: Sequence[str] = ()) -> list[str]:
     """`mlflow server` serving artifacts (its default): clients get `mlflow-artifacts:` URIs and
-    upload and download through the server, which alone writes `artifacts_destination`."""
+    upload and download through the server, which alone writes `artifacts_destination`.
+
+    `allowed_hosts`: Host headers accepted besides this machine's (fnmatch patterns, e.g.
+    "mlflow.mlplatform.svc.cluster.local:*"); MLflow's DNS-rebinding check answers 403 to any other
+    name (mlflow/server/security_utils.py, is_allowed_host_header), as the chart's --allowed-hosts does."""
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    return [mlflow, "server", "--backend-store-uri", backend_store_uri,
-            "--artifacts-destination", str(artifacts_destination), "--host", host, "--port", str(port),
-            "--workers", "1"]
+    cmd = [mlflow, "server", "--backend-store-uri", backend_store_uri,
+           "--artifacts-destination", str(artifacts_destination), "--host", host, "--port", str(port),
+           "--workers", "1"]
+    if allowed_hosts:
+        cmd += ["--allowed-hosts", ",".join([*allowed_hosts, "localhost:*", "127.0.0.1:*"])]
+    return cmd
 
 
 @contextlib.contextmanager
 def mlflow_server(backend_store_uri: str, artifacts_destination: Path, log: Path,
-                  timeout: float = 120) -> Iterator[str]:
+                  timeout: float = 120, allowed_hosts: Sequence[str] = ()) -> Iterator[str]:
     """A running `mlflow server` on a free port; yields its URL."""
     from mlplatform.processes import free_port, running
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    cmd = mlflow_server_command(backend_store_uri, artifacts_destination, port)
+    cmd = mlflow_server_command(backend_store_uri, artifacts_destination, port, allowed_hosts=allowed_hosts)
     with running(cmd, f"http://127.0.0.1:{port}/health", log, timeout=timeout, name="mlflow server", env=env):
         yield f"http://127.0.0.1:{port}"
 
@@ -99,14 +106,17 @@ def require_reachable(services: Services) -> None:
 
 
 @contextlib.contextmanager
-def profile(home: Path, log: Path, services: Services | None = None) -> Iterator[dict[str, str]]:
+def profile(home: Path, log: Path, services: Services | None = None,
+            allowed_hosts: Sequence[str] = ()) -> Iterator[dict[str, str]]:
     """The services profile for everything started inside: a real `mlflow server` (backend store in
     PostgreSQL, artifacts under <home>/mlflow-server-artifacts, the server's own disk as the chart's
     PVC is), and this process's environment set to the SETTINGS its children inherit (kfp.local's
-    task subprocesses, the model server), restored on exit. Yields those settings."""
+    task subprocesses, the model server), restored on exit. Yields those settings.
+    `allowed_hosts`: other names the server answers to (see mlflow_server_command)."""
     services = services or Services.from_env()
     require_reachable(services)
-    with mlflow_server(services.postgres, Path(home) / "mlflow-server-artifacts", log) as url:
+    with mlflow_server(services.postgres, Path(home) / "mlflow-server-artifacts", log,
+                       allowed_hosts=allowed_hosts) as url:
         env = services.env(url)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)

@@ -108,6 +108,31 @@ def test_deployment_settings_are_passed_by_the_names_the_code_reads(cases):
         assert {services.TRACKING, services.ONLINE_STORE, services.REDIS} <= names
 
 
+def test_predictor_keeps_its_workspace_on_a_writable_volume(cases):
+    """readOnlyRootFilesystem: the workspace (Feast's repo file, caches) must be on a volume the
+    container mounts writable (tests/topology runs the container and would fail otherwise)."""
+    (isvc,) = _by_kind(_case(cases, "tenant/defaults"), "InferenceService")
+    (c,) = isvc["spec"]["predictor"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    writable = [m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert any(env["MLPLATFORM_HOME"].startswith(path.rstrip("/") + "/") for path in writable), (env, writable)
+
+
+def test_predictor_gets_the_feast_registry_only_when_set(helm):
+    from mlplatform import services
+    from mlplatform.verify import render
+
+    values = render.load_values(REPO_ROOT / "examples" / "fraud" / "tenant.yaml")
+    url = "postgresql+psycopg://feast@postgres.mlplatform.svc.cluster.local:5432/feast"
+    for registry, expected in ((None, None), (url, url)):
+        cluster = {**values.get("cluster", {}), **({"feast_registry": registry} if registry else {})}
+        objects, _, _ = render.render(REPO_ROOT / "charts" / "tenant", {**values, "cluster": cluster}, "fraud")
+        (isvc,) = [o for o in objects if o["kind"] == "InferenceService"]
+        env = {e["name"]: e["value"] for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+        assert env.get(services.REGISTRY) == expected
+
+
 def test_predictor_runs_the_tenant_with_its_alias(cases):
     case = _case(cases, "tenant/defaults")
     (isvc,) = _by_kind(case, "InferenceService")

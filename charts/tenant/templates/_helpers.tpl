@@ -100,8 +100,15 @@ containers:
         value: {{ $c.redis_address | quote }}
       - name: MLFLOW_TRACKING_URI
         value: {{ $c.mlflow_tracking_uri | quote }}
+      {{- with $c.feast_registry }}
+      - name: MLPLATFORM_FEAST_REGISTRY
+        value: {{ . | quote }}
+      {{- end }}
       - name: HOME
         value: /tmp
+      # the workspace (Feast's repo file, caches) on the /tmp emptyDir: the root filesystem is read-only
+      - name: MLPLATFORM_HOME
+        value: /tmp/mlplatform
     ports:
       - name: http
         containerPort: {{ $root.Values.serving.port }}

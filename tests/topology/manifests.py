@@ -1,0 +1,56 @@
+"""The containers the topology tests run, taken from what the cluster would run: the tenant chart
+rendered by the project's own Helm rendering (mlplatform.verify.render, Helm's Go engine).
+
+Everything the sandbox enforces for the predictor (securityContext, the /tmp emptyDir, the tenant
+ConfigMap mounted read-only at /etc/mlplatform) comes from that rendered manifest
+(charts/tenant/templates/_helpers.tpl, "tenant.predictor"), never from a list kept here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlplatform import services
+from mlplatform.verify import render
+from tests.topology.sandbox import Container, Sandbox
+
+REPO = Path(__file__).resolve().parents[2]
+FRAUD_TENANT = REPO / "examples" / "fraud" / "tenant.yaml"
+
+
+def rendered_tenant(values: dict[str, Any]) -> list[dict[str, Any]]:
+    objects, _, _ = render.render(REPO / "charts" / "tenant", values, values["name"])
+    return objects
+
+
+def predictor_pod(objects: list[dict[str, Any]]) -> tuple[dict, dict, dict[str, dict[str, str]]]:
+    """(pod spec, predictor container, {ConfigMap name: data}) of the stable InferenceService."""
+    (isvc,) = [o for o in objects if o["kind"] == "InferenceService"
+               and o["metadata"]["labels"].get("mlplatform.io/role") == "stable"]
+    pod = isvc["spec"]["predictor"]
+    (container,) = pod["containers"]
+    config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+    return pod, container, config_maps
+
+
+def service_hosts(env: dict[str, str], address: str = "127.0.0.1") -> dict[str, str]:
+    """The hostnames of the services the settings name (MLflow, Redis, Feast's registry) -> `address`:
+    in the sandbox the cluster's Service names resolve to this machine."""
+    hosts = {}
+    if services.TRACKING in env:
+        hosts[urlsplit(env[services.TRACKING]).hostname] = address
+    if services.REDIS in env:
+        hosts[env[services.REDIS].split(",")[0].rpartition(":")[0]] = address
+    if services.REGISTRY in env:
+        hosts[urlsplit(env[services.REGISTRY]).hostname] = address
+    return {h: a for h, a in hosts.items() if h and h not in ("localhost", "127.0.0.1")}
+
+
+def predictor(scratch: Path, values: dict[str, Any] | None = None) -> tuple[Container, Sandbox]:
+    """The predictor container of the tenant chart rendered with `values` (default: the fraud
+    tenant file as it is), and a sandbox of its own under `scratch`."""
+    values = values if values is not None else render.load_values(FRAUD_TENANT)
+    pod, spec, config_maps = predictor_pod(rendered_tenant(values))
+    container = Container.from_pod(pod, spec, scratch, config_maps)
+    return container, Sandbox(scratch, service_hosts(container.env))
