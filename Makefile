@@ -89,7 +89,7 @@ clean: ## Remove embedded runtime state (.mlplatform/) and demo runs (runs/)
 IMAGE_VENV ?= /opt/mlplatform/venv
 IMAGE_PYTHON ?= /usr/bin/python3.11
 
-image-venv: ## Install the image's Python (runtime lock + project, not editable) into IMAGE_VENV (needs .venv)
+image-venv: venv ## Install the image's Python (runtime lock + project, not editable) into IMAGE_VENV
 	@test -x $(IMAGE_VENV)/bin/python || $(IMAGE_PYTHON) -m venv --without-pip $(IMAGE_VENV)
 	$(PY) -m pip --python $(IMAGE_VENV)/bin/python install --quiet --require-hashes \
 		--find-links $(TORCH_WHEELS) -r requirements/runtime.txt
