@@ -63,6 +63,9 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lin
             mlflow.log_dict(trained.importance, "feature_importance.json")
         if getattr(trained, "tune_trials", None):
             mlflow.log_dict({"trials": trained.tune_trials}, "tune_trials.json")
+        if getattr(trained, "workers", None):  # what each Ray Train worker trained on (distributed.py)
+            mlflow.log_param("ray_workers", len(trained.workers))
+            mlflow.log_dict({"workers": trained.workers}, "ray_workers.json")
         if validation_report and Path(validation_report).exists():
             mlflow.log_artifact(validation_report, "validation")
         mlflow.log_dict(cfg.model_dump(mode="json"), "tenant.json")
