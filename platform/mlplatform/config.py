@@ -255,6 +255,9 @@ class ModelConfig(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     num_boost_round: int = Field(default=200, ge=1)
     early_stopping_rounds: int | None = 20
+    min_boost_rounds: int = Field(
+        default=10, ge=1, description="the model keeps at least this many rounds (of those trained) when early "
+        "stopping's best validation round comes earlier: a thin validation window can peak at round 1")
     imbalance: Literal["none", "scale_pos_weight"] = "scale_pos_weight"
     split: SplitConfig = SplitConfig()
     ray: RayConfig = RayConfig()

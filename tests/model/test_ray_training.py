@@ -173,6 +173,21 @@ def test_two_lightgbm_workers_train_the_one_worker_ranker(tmp_path):
     assert shard.iloc[0]["count"] == 2000 and shard.iloc[0]["weight"] < 0.7 * b.iloc[0]["weight"]
 
 
+@pytest.mark.parametrize("minimum", [1, 10])
+def test_a_validation_window_peaking_at_round_one_keeps_the_minimum_rounds(tmp_path, minimum):
+    """Validation labels that run against the training signal: every round makes the validation
+    metric worse, early stopping's best is the first round, and the model keeps
+    `model.min_boost_rounds` rounds instead of one tree."""
+    raw = yaml.safe_load(FRAUD_TENANT.read_text())
+    raw["model"] |= {"ray": {"num_cpus": 2, "num_workers": 1}, "num_boost_round": 40, "early_stopping_rounds": 15,
+                     "min_boost_rounds": minimum, "params": XGB_PARAMS}
+    cfg = TenantConfig.model_validate(raw)
+    tr, va = frame(cfg, 3000, 1), frame(cfg, 1000, 2)
+    va[cfg.data.label] = 1 - va[cfg.data.label]
+    trained = xgboost_trainer.train(cfg, tr, va, tmp_path)
+    assert trained.best_iteration + 1 == minimum == trained.model.num_boosted_rounds()
+
+
 def _train_worker_pids() -> list[int]:
     import ray._private.state
 

@@ -9,6 +9,8 @@
 - Manifests: every worker writes what it trained on (rows and an order-free hash of them) into the
   checkpoint it reports; the driver checks that the shards are disjoint and add up to the training
   set (`check_manifests`) before it accepts the model rank 0 saved.
+- Rounds: the model keeps early stopping's best rounds, but at least `model.min_boost_rounds`
+  (`kept_rounds`).
 - Failure: no retries (`run_config`): a worker that dies fails the fit, raised as
   `WorkerGroupFailed` naming the tenant, the group size and Ray's cause; never a partial model.
 """
@@ -138,6 +140,12 @@ def check_manifests(directory: str | Path, workers: int, train: dict[str, int], 
     if partial:
         raise ShardMismatch(f"workers {partial} did not see the whole validation set ({valid['rows']} rows)")
     return manifests
+
+
+def kept_rounds(cfg: TenantConfig, best_rounds: int, trained_rounds: int) -> int:
+    """Rounds the model keeps: early stopping's best, but at least `model.min_boost_rounds` of those
+    trained (a validation window with one positive peaked at round 1 and left a one-tree model)."""
+    return max(best_rounds, min(cfg.model.min_boost_rounds, trained_rounds))
 
 
 def run_config(cfg: TenantConfig, storage: Path, name: str):

@@ -30,8 +30,8 @@ import pandas as pd
 
 from mlplatform.config import TenantConfig
 from mlplatform.ranking.metrics import group_sizes
-from mlplatform.training.distributed import (check_manifests, ensure_ray, fingerprint, fit, group_shards, put_shards,
-                                             run_config, worker_cpus, write_manifest)
+from mlplatform.training.distributed import (check_manifests, ensure_ray, fingerprint, fit, group_shards, kept_rounds,
+                                             put_shards, run_config, worker_cpus, write_manifest)
 
 MODEL_FILE = "model.txt"
 WEIGHT = "_weight"
@@ -118,8 +118,8 @@ def _train_loop(config: dict) -> None:
                              valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks)
     with tempfile.TemporaryDirectory() as tmp:
         write_manifest(tmp, rank, fingerprint(train), fingerprint(valid))
-        if rank == 0:
-            booster.save_model(os.path.join(tmp, MODEL_FILE))
+        if rank == 0:  # every round trained: the driver keeps the best ones (kept_rounds)
+            booster.save_model(os.path.join(tmp, MODEL_FILE), num_iteration=-1)
         best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
         ray.train.report({"best_iteration": int(best)}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
@@ -162,9 +162,9 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
     with result.checkpoint.as_directory() as path:
         manifests = check_manifests(path, workers, fingerprint(train_frame), fingerprint(valid_frame))
         booster = lightgbm.Booster(model_file=os.path.join(path, MODEL_FILE))
-    # the checkpoint holds the best rounds only (save_model keeps best_iteration's model), and a
-    # reloaded booster says best_iteration -1: the worker's report has the number
-    best = int(result.metrics.get("best_iteration") or booster.current_iteration())
+    # a reloaded booster says best_iteration -1: the worker's report has the number
+    best = kept_rounds(cfg, int(result.metrics.get("best_iteration") or booster.current_iteration()),
+                       booster.current_iteration())
     if 0 < best < booster.current_iteration():
         booster = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))  # keep the best rounds only
     gain = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist()))

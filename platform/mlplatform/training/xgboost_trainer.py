@@ -19,8 +19,9 @@ import pandas as pd
 import xgboost
 
 from mlplatform.config import TenantConfig
-from mlplatform.training.distributed import (array_frame, check_manifests, ensure_ray, fingerprint, fit, put_shards,
-                                             row_arrays, row_shards, run_config, worker_cpus, write_manifest)
+from mlplatform.training.distributed import (array_frame, check_manifests, ensure_ray, fingerprint, fit, kept_rounds,
+                                             put_shards, row_arrays, row_shards, run_config, worker_cpus,
+                                             write_manifest)
 from mlplatform.training.metrics import classification_metrics
 
 MODEL_FILE = "model.ubj"
@@ -159,7 +160,8 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
         best_space, trials = _tune(cfg, params, train_df, valid_df, storage)
         params |= best_space
     booster, workers = _fit(cfg, params, train_df, valid_df, storage)
-    best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+    best = kept_rounds(cfg, int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1)) + 1,
+                       booster.num_boosted_rounds()) - 1
     if best + 1 < booster.num_boosted_rounds():
         booster = booster[: best + 1]  # keep the early-stopped model only: serving needs no iteration_range
     gain = booster.get_score(importance_type="gain")
