@@ -237,9 +237,23 @@ class RayConfig(Strict):
 
 
 class TuneConfig(Strict):
+    """A small Ray Tune random search before the final fit (training/tuning.py)."""
     enabled: bool = False
-    num_samples: int = Field(default=4, ge=1)
-    space: dict[str, list[float | int]] = Field(default_factory=dict, description="param -> [low, high] (uniform)")
+    num_samples: int = Field(default=4, ge=1, description="trials")
+    space: dict[str, list[float | int]] = Field(
+        default_factory=dict, description="param -> [low, high]: two integers draw an integer, else uniform")
+    folds: int = Field(default=3, ge=1, description="validation folds a trial is scored on; the search selects "
+                       "the highest mean - standard error over them")
+    seed: int = 0
+    time_budget_s: float | None = Field(default=None, gt=0, description="stop starting trials after this long")
+
+    @field_validator("space")
+    @classmethod
+    def _ranges(cls, space: dict[str, list[float | int]]) -> dict[str, list[float | int]]:
+        bad = [k for k, v in space.items() if len(v) != 2 or v[0] > v[1]]
+        if bad:
+            raise ValueError(f"tune.space {bad}: each needs [low, high] with low <= high")
+        return space
 
 
 class SplitConfig(Strict):

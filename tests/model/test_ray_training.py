@@ -35,6 +35,7 @@ def fraud_cfg(params: dict | None = None, rounds: int = 20, early: int | None = 
     raw["model"]["num_boost_round"], raw["model"]["early_stopping_rounds"] = rounds, early
     if params is not None:
         raw["model"]["params"] = params
+    raw["model"]["tune"]["enabled"] = False  # the fit itself, with these params (tuning: test_tuning.py)
     return TenantConfig.model_validate(raw)
 
 
@@ -43,6 +44,7 @@ def search_cfg(workers: int, rounds: int = 8, params: dict = LGB_PARAMS) -> Tena
     raw["model"]["ray"] = {"num_cpus": 2, "num_workers": workers}
     raw["model"]["num_boost_round"], raw["model"]["early_stopping_rounds"] = rounds, None
     raw["model"]["params"] = params
+    raw["model"]["tune"]["enabled"] = False  # the fit itself, with these params (tuning: test_tuning.py)
     return TenantConfig.model_validate(raw)
 
 

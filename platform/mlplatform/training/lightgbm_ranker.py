@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.config import TenantConfig
-from mlplatform.ranking.metrics import group_sizes
+from mlplatform.ranking.metrics import group_sizes, ranking_metrics
 from mlplatform.training.distributed import (check_manifests, ensure_ray, fingerprint, fit, group_shards, kept_rounds,
                                              put_shards, run_config, worker_cpus, write_manifest)
+from mlplatform.training.tuning import fold_score, search
 
 MODEL_FILE = "model.txt"
 WEIGHT = "_weight"
@@ -136,6 +137,30 @@ def _frame(cfg: TenantConfig, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _tune(cfg: TenantConfig, params: dict, train_frame: pd.DataFrame, valid_frame: pd.DataFrame, storage: Path):
+    """The shared Ray Tune search (tuning.py): each trial trains in-process on one thread and scores
+    NDCG@k (the gate's k) on `folds` folds of whole validation queries."""
+    import ray
+
+    feats, label, folds, k = cfg.model.features, cfg.data.label, cfg.model.tune.folds, stopping_k(cfg)
+    train_ref, valid_ref = ray.put(train_frame), ray.put(valid_frame)
+
+    def trial(space: dict) -> dict:
+        tr, va = ray.get(train_ref), ray.get(valid_ref)
+        dtrain = _dataset(tr, feats, label)
+        callbacks = ([lightgbm.early_stopping(cfg.model.early_stopping_rounds, first_metric_only=True, verbose=False)]
+                     if cfg.model.early_stopping_rounds else [])
+        booster = lightgbm.train(params | space | {"num_threads": 1}, dtrain, num_boost_round=cfg.model.num_boost_round,
+                                 valid_sets=[_dataset(va, feats, label, reference=dtrain)], callbacks=callbacks)
+        rounds = kept_rounds(cfg, booster.best_iteration or booster.current_iteration(), booster.current_iteration())
+        scores = booster.predict(va[feats].to_numpy(np.float64), num_iteration=rounds, num_threads=1)
+        group = va[GROUP].to_numpy()
+        return fold_score([ranking_metrics(va[label].to_numpy()[group % folds == f], scores[group % folds == f],
+                                           group[group % folds == f], [k])[f"ndcg_at_{k}"] for f in range(folds)])
+
+    return search(cfg, trial, storage, f"ndcg_at_{k}")
+
+
 def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path | None = None) -> Trained:
     from ray.train import ScalingConfig
     from ray.train.lightgbm import LightGBMTrainer
@@ -147,6 +172,10 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
     params = base_params(cfg)
     workers = cfg.model.ray.num_workers
     train_frame, valid_frame = _frame(cfg, train_df), _frame(cfg, valid_df)
+    trials: list[dict] = []
+    if cfg.model.tune.enabled and cfg.model.tune.space:
+        best_space, trials = _tune(cfg, params, train_frame, valid_frame, storage)
+        params |= best_space
     trainer = LightGBMTrainer(
         _train_loop,
         train_loop_config={"features": cfg.model.features, "label": cfg.data.label, "params": params,
@@ -169,7 +198,7 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
         booster = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))  # keep the best rounds only
     gain = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist()))
     return Trained(booster, params, int(best), {f: float(gain.get(f, 0.0)) for f in cfg.model.features},
-                   workers=manifests)
+                   tune_trials=trials, workers=manifests)
 
 
 def predict(model: lightgbm.Booster, frame: pd.DataFrame | np.ndarray) -> np.ndarray:

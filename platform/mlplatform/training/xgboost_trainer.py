@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost
+from sklearn.metrics import average_precision_score
 
 from mlplatform.config import TenantConfig
 from mlplatform.training.distributed import (array_frame, check_manifests, ensure_ray, fingerprint, fit, kept_rounds,
                                              put_shards, row_arrays, row_shards, run_config, worker_cpus,
                                              write_manifest)
-from mlplatform.training.metrics import classification_metrics
+from mlplatform.training.tuning import fold_score, search
 
 MODEL_FILE = "model.ubj"
 
@@ -115,40 +116,30 @@ def _fit(cfg: TenantConfig, params: dict, train_df: pd.DataFrame, valid_df: pd.D
 
 
 def _tune(cfg: TenantConfig, params: dict, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path):
-    """A small random search with Ray Tune; each trial trains in-process and reports validation PR-AUC."""
+    """The shared Ray Tune search (tuning.py): each trial trains in-process on one thread and scores
+    PR-AUC on `folds` interleaved slices of the validation rows (those holding both classes)."""
     import ray
-    from ray import tune
 
-    feats, label = cfg.model.features, cfg.data.label
+    feats, label, folds = cfg.model.features, cfg.data.label, cfg.model.tune.folds
     train_ref = ray.put(train_df[feats + [label]])
     valid_ref = ray.put(valid_df[feats + [label]])
 
     def trial(space: dict) -> dict:
         tr, va = ray.get(train_ref), ray.get(valid_ref)
-        p = params | space | {"nthread": 1}
-        p["max_depth"] = int(p.get("max_depth", 6))
         booster = xgboost.train(
-            p, xgboost.DMatrix(tr[feats], label=tr[label]), num_boost_round=cfg.model.num_boost_round,
+            params | space | {"nthread": 1}, xgboost.DMatrix(tr[feats], label=tr[label]),
+            num_boost_round=cfg.model.num_boost_round,
             evals=[(xgboost.DMatrix(va[feats], label=va[label]), "valid")],
             early_stopping_rounds=cfg.model.early_stopping_rounds, verbose_eval=False,
         )
-        scores = booster.predict(xgboost.DMatrix(va[feats]), iteration_range=(0, booster.best_iteration + 1))
-        return {"pr_auc": classification_metrics(va[label].to_numpy(), scores, cfg.metrics)["pr_auc"]}
+        rounds = kept_rounds(cfg, booster.best_iteration + 1, booster.num_boosted_rounds())
+        scores = booster.predict(xgboost.DMatrix(va[feats]), iteration_range=(0, rounds))
+        y, part = va[label].to_numpy(), np.arange(len(va)) % folds
+        both = [f for f in range(folds) if len(np.unique(y[part == f])) == 2] or None
+        return fold_score([average_precision_score(y[part == f], scores[part == f]) for f in both]
+                          if both else [average_precision_score(y, scores)])
 
-    space = {k: tune.uniform(float(lo), float(hi)) for k, (lo, hi) in cfg.model.tune.space.items()}
-    tuner = tune.Tuner(
-        tune.with_resources(trial, {"cpu": 1}),
-        param_space=space,
-        tune_config=tune.TuneConfig(num_samples=cfg.model.tune.num_samples, metric="pr_auc", mode="max"),
-        run_config=tune.RunConfig(name=f"{cfg.name}-tune", storage_path=str(storage), verbose=0),
-    )
-    grid = tuner.fit()
-    best = grid.get_best_result()
-    trials = [{**r.config, "pr_auc": r.metrics.get("pr_auc")} for r in grid if r.metrics]
-    best_space = dict(best.config)
-    if "max_depth" in best_space:
-        best_space["max_depth"] = int(best_space["max_depth"])
-    return best_space, trials
+    return search(cfg, trial, storage, "pr_auc")
 
 
 def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path | None = None) -> Trained:
