@@ -141,8 +141,8 @@ def assert_split_once(trained, train_rows: int, valid_rows: int, workers: int) -
 
 def test_two_xgboost_workers_train_the_one_worker_model(tmp_path):
     """Two workers on halves of the rows, joined by xgboost's collective, build the trees one worker
-    builds on all of them: same splits, same gains, same covers (hessian sums over ALL rows). A model
-    on half the rows has about half the root cover: the comparison can tell them apart."""
+    builds on all of them: same splits, same gains, same covers (hessian sums over ALL rows; a model
+    of either half would have about half the root cover, a model per worker different splits)."""
     one, two = fraud_cfg(XGB_PARAMS, num_workers=1), fraud_cfg(XGB_PARAMS, num_workers=2)
     tr, va = frame(one, 4000, 1), frame(one, 1000, 2)
     single = xgboost_trainer.train(one, tr, va, tmp_path / "one")
@@ -151,9 +151,6 @@ def test_two_xgboost_workers_train_the_one_worker_model(tmp_path):
     assert_split_once(single, 4000, 1000, 1)
     assert pair.best_iteration == single.best_iteration > 0
     pd.testing.assert_frame_equal(pair.model.trees_to_dataframe(), single.model.trees_to_dataframe(), rtol=1e-6)
-    half = xgboost_trainer.train(one, tr.iloc[:2000], va, tmp_path / "half").model.trees_to_dataframe()
-    root = pair.model.trees_to_dataframe().iloc[0]
-    assert root["Cover"] == pytest.approx(2 * half.iloc[0]["Cover"], rel=0.1)
 
 
 def test_two_lightgbm_workers_train_the_one_worker_ranker(tmp_path):
@@ -170,9 +167,7 @@ def test_two_lightgbm_workers_train_the_one_worker_ranker(tmp_path):
     a, b = single.model.trees_to_dataframe(), pair.model.trees_to_dataframe()
     assert a["tree_index"].nunique() == 8
     pd.testing.assert_frame_equal(b[cols], a[cols], rtol=1e-6)
-    assert b.iloc[0]["count"] == 4000  # the root holds every worker's rows
-    shard = lightgbm_ranker.train(one, tr.iloc[:2000], va, tmp_path / "shard").model.trees_to_dataframe()
-    assert shard.iloc[0]["count"] == 2000 and shard.iloc[0]["weight"] < 0.7 * b.iloc[0]["weight"]
+    assert b.iloc[0]["count"] == 4000  # the root holds every worker's rows, not one shard's 2,000
 
 
 @pytest.mark.parametrize("minimum", [1, 10])
