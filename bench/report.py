@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, search_bench, serving_bench, shadow_bench,
-                   training_bench)
+                   training_bench, workers_bench)
 from bench.common import pyplot
 
 
@@ -39,7 +39,8 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
         L += ["> **Quick mode**: tiny sizes and short durations, to prove the machinery runs. "
               "These numbers are not the platform's figures.", ""]
     L += serving_bench.markdown(results["serving"], img_rel, images) + lookup_bench.markdown(results["lookup"])
-    L += training_bench.markdown(results["training"], img_rel, images) + drift_bench.markdown(results["drift"])
+    L += training_bench.markdown(results["training"], img_rel, images)
+    L += workers_bench.markdown(results.get("workers", {"status": "not run"})) + drift_bench.markdown(results["drift"])
     L += shadow_bench.markdown(results.get("shadow", {"status": "not run"}))
     L += search_bench.markdown(results.get("search", {"status": "not run"}), img_rel, images)
     L += letor_bench.markdown(results.get("letor", {"status": "not run"}))

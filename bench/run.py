@@ -11,7 +11,7 @@ Load only ever targets 127.0.0.1, with bounded counts and durations.
 
 This module only orchestrates (flags, which sections run, merging with the last results, writing
 the files). Each section is its own module with `run(...)` and `markdown(...)` (and `plot` when it
-has a figure): bench/{serving,lookup,training,drift,shadow,search,letor,demo}_bench.py; what they
+has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,letor,demo}_bench.py; what they
 share is bench/common.py; bench/report.py renders docs/benchmarks.md from the results.
 """
 
@@ -28,10 +28,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, report, search_bench, serving_bench,
-                   shadow_bench, training_bench)
+                   shadow_bench, training_bench, workers_bench)
 from bench.common import FRAUD, FULL, QUICK, REPO, TARGETS, build_workspace, machine, reported
 
-SECTIONS = ("serving", "lookup", "training", "drift", "shadow", "search", "letor")
+SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "letor")
 
 
 def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results.json"))
     ap.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--img-dir", default=None, help="default: <doc dir>/img")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip (serving,lookup,training,drift,shadow,search,letor)")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip (" + ",".join(SECTIONS) + ")")
     ap.add_argument("--merge", action="store_true",
                     help="keep the skipped sections' figures (and their dates) from the existing --out file")
     args = ap.parse_args(argv)
@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                    "targets": TARGETS}
         sections = {"serving": lambda: serving_bench.run(tenant, home, p, work),
                     "lookup": lambda: lookup_bench.run(tenant, home, p),
-                    "training": lambda: training_bench.run(tenant, p), "drift": lambda: drift_bench.run(p, work),
+                    "training": lambda: training_bench.run(tenant, p),
+                    "workers": lambda: workers_bench.run(p, work, args.quick),
+                    "drift": lambda: drift_bench.run(p, work),
                     "shadow": lambda: shadow_bench.run(tenant, home, p, work),
                     # these two build their own workspaces (clean, under work); a failure is reported, not raised
                     "search": lambda: reported(lambda: search_bench.run(p, work, args.quick)),

@@ -237,9 +237,23 @@ class RayConfig(Strict):
 
 
 class TuneConfig(Strict):
+    """A small Ray Tune random search before the final fit (training/tuning.py)."""
     enabled: bool = False
-    num_samples: int = Field(default=4, ge=1)
-    space: dict[str, list[float | int]] = Field(default_factory=dict, description="param -> [low, high] (uniform)")
+    num_samples: int = Field(default=4, ge=1, description="trials")
+    space: dict[str, list[float | int]] = Field(
+        default_factory=dict, description="param -> [low, high]: two integers draw an integer, else uniform")
+    folds: int = Field(default=3, ge=1, description="validation folds a trial is scored on; the search selects "
+                       "the highest mean - standard error over them")
+    seed: int = 0
+    time_budget_s: float | None = Field(default=None, gt=0, description="stop starting trials after this long")
+
+    @field_validator("space")
+    @classmethod
+    def _ranges(cls, space: dict[str, list[float | int]]) -> dict[str, list[float | int]]:
+        bad = [k for k, v in space.items() if len(v) != 2 or v[0] > v[1]]
+        if bad:
+            raise ValueError(f"tune.space {bad}: each needs [low, high] with low <= high")
+        return space
 
 
 class SplitConfig(Strict):
@@ -255,6 +269,9 @@ class ModelConfig(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     num_boost_round: int = Field(default=200, ge=1)
     early_stopping_rounds: int | None = 20
+    min_boost_rounds: int = Field(
+        default=10, ge=1, description="the model keeps at least this many rounds (of those trained) when early "
+        "stopping's best validation round comes earlier: a thin validation window can peak at round 1")
     imbalance: Literal["none", "scale_pos_weight"] = "scale_pos_weight"
     split: SplitConfig = SplitConfig()
     ray: RayConfig = RayConfig()

@@ -121,7 +121,13 @@ def register(tenant_file: str, home: str, run_id: str) -> dict[str, Any]:
     }
     if "threshold" in trained["metrics"]:  # classification: the decision threshold the predictor reads
         lineage["threshold"] = trained["metrics"]["threshold"]
+    evidence = trained.get("evidence")  # can the validation rows decide the gate (training/evidence.py)
+    if evidence and not evidence["sufficient"]:
+        lineage["evidence"] = evidence["message"]  # a tag of the version, beside the gate's decision
     record = do_register(cfg, ws, trained["run_id"], trained["model_uri"], lineage).to_dict()
+    if evidence and not evidence["sufficient"]:
+        record["decision"] += f" ({evidence['message']})"
+        record["evidence"] = evidence
     record["seconds"] = round(time.monotonic() - started, 2)
     ws.write_step(cfg.name, run_id, "register", record)
     return record

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import require
 
-SECTIONS = {"machine", "serving", "lookup", "training", "drift", "shadow", "search", "letor", "demo"}
+SECTIONS = {"machine", "serving", "lookup", "training", "workers", "drift", "shadow", "search", "letor", "demo"}
 
 
 @pytest.mark.slow
@@ -31,6 +31,10 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
     assert results["serving"]["in_process"]["n"] > 0
     assert {"entities_1", "entities_200"} <= set(results["lookup"])
     assert results["training"]["sizes"]
+    # workers: both trainers on 1 and 2 Ray Train workers and in one process, each with its metric
+    for case in results["workers"]["cases"].values():
+        assert set(case["ways"]) == {"direct", "ray_1", "ray_2"}
+        assert all(w["seconds"] > 0 and 0 < w["metric"] <= 1 for w in case["ways"].values())
     assert results["drift"]["status"] in {"ok"} or results["drift"]["status"].startswith("not yet available")
     # search: a search workspace built from scratch, the predictor's stages in process, the server over HTTP
     search = results["search"]
@@ -58,7 +62,8 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
     assert set(shadow["shadows"]) == {"none", "healthy", "error", "hang", "down"}
     assert all(v["sent"] > 0 and v["statuses"] == {"200": v["sent"]} for v in shadow["shadows"].values())
     text = doc.read_text()
-    for heading in ("## Machine", "## Shadow", "## Serving", "## Feature lookup", "## Training", "## Drift", "## Search",
+    for heading in ("## Machine", "## Shadow", "## Serving", "## Feature lookup", "## Training",
+                    "## Ray Train workers (1 vs 2)", "## Drift", "## Search",
                     "## LETOR", "## Reproduce"):
         assert heading in text
     assert (doc.parent / "img" / "bench_serving.png").is_file()

@@ -47,6 +47,21 @@ def test_rayjob_lifecycle_and_settings():
     assert images == {cfg.cluster.image}
 
 
+@pytest.mark.parametrize("workers, cpus", [(1, 2), (3, 4)])
+def test_rayjob_worker_group_follows_the_tenant_file(workers, cpus):
+    """model.ray: one worker pod per Ray Train worker (a fixed group, no autoscaling), each starting Ray
+    with the CPUs the trainer reserves per worker inside a RayJob (distributed.worker_cpus)."""
+    cfg = load_tenant(TENANTS[0])
+    model = cfg.model.model_copy(update={"ray": cfg.model.ray.model_copy(update={"num_workers": workers,
+                                                                                "num_cpus": cpus})})
+    group = build_rayjob(cfg.model_copy(update={"model": model}), run_id="r")["spec"]["rayClusterSpec"]
+    assert group["enableInTreeAutoscaling"] is False
+    [spec] = group["workerGroupSpecs"]
+    assert (spec["replicas"], spec["minReplicas"], spec["maxReplicas"]) == (workers, workers, workers)
+    assert spec["rayStartParams"]["num-cpus"] == str(cpus)
+    assert group["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # the head trains nothing
+
+
 def test_rayjob_pods_meet_the_policy_and_network_labels():
     job = build_rayjob(load_tenant(TENANTS[0]), run_id="run-42")
     assert policy.check_object(job) == []

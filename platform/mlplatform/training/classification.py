@@ -8,6 +8,7 @@ signature and input example, lineage tags).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from mlplatform.registry import champion_eval
 from mlplatform.serving.metrics import bucketed_score_ks
 from mlplatform.training.champion import evaluate_champion
 from mlplatform.training.dataset import labelled_as_of, time_split
+from mlplatform.training.evidence import gate_evidence
 from mlplatform.training.metrics import classification_metrics, pr_curve_figure
 from mlplatform.training.mlflow_log import log_training_run
 from mlplatform.training.trainers import resolve_trainer
@@ -44,6 +46,9 @@ def train_classification_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_
     scores = trainer.predict(trained.model, valid_df)
     y_valid = valid_df[cfg.data.label].to_numpy()
     metrics = classification_metrics(y_valid, scores, cfg.metrics)
+    evidence = gate_evidence(y_valid, metrics, cfg.metrics.gates.minimum)
+    if not evidence["sufficient"]:
+        logging.getLogger(__name__).warning("%s: %s", cfg.name, evidence["message"])
 
     def champion_metrics(model, predict, _) -> dict[str, float]:
         champion_scores = predict(model, valid_df)
@@ -59,7 +64,9 @@ def train_classification_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_
         # what the predictor compares live traffic with: the validation window (the newest data,
         # out-of-sample scores), binned at its quantiles (mlplatform.monitoring.drift)
         mlflow.log_text(drift_reference(cfg, valid_df, scores).to_json(), DRIFT_REFERENCE_ARTIFACT)
+        mlflow.log_dict(evidence, "evidence.json")
+        mlflow.set_tag("evidence", "sufficient" if evidence["sufficient"] else evidence["message"])
 
-    return log_training_run(cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
+    return {"evidence": evidence} | log_training_run(cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
                             valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
                             validation_report=validation_report, log_extra=classification_artifacts)

@@ -6,9 +6,13 @@ the tenant file as `mlplatform.training.lightgbm_ranker:trainer`. Rows are group
 sizes, so every query's documents are ranked against each other. Optional per-row weights come
 from `ranking.weight` (click-derived labels weigh less than judgments).
 
-Like the XGBoost trainer, the loop reports once, at the end, with the checkpoint (a Ray Train v2
-report is a round trip to the controller), and reads its shard from the object store rather than
-Ray Data (`xgboost_trainer.put_shards` says why). Shards hold whole queries.
+With more than one worker the workers train ONE model: each holds a shard of whole queries (the
+lambdarank gradients of a query need all its documents) and the whole validation set, and joins
+LightGBM's data-parallel network with the parameters Ray Train's LightGBM backend sets up for its
+workers (`ray.train.lightgbm.get_network_params`, ray/train/lightgbm/config.py: every worker's
+address and port). Like the XGBoost trainer, the loop reports once, at the end, with the checkpoint (a
+Ray Train v2 report is a round trip to the controller), and reads its shard from the object store
+rather than Ray Data (`distributed.put_shards` says why). distributed.py has what both trainers share.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.config import TenantConfig
-from mlplatform.ranking.metrics import group_sizes
-from mlplatform.training.xgboost_trainer import ensure_ray, put_shards, worker_cpus
+from mlplatform.ranking.metrics import group_sizes, ranking_metrics
+from mlplatform.training.distributed import (check_manifests, ensure_ray, fingerprint, fit, group_shards, kept_rounds,
+                                             put_shards, run_config, worker_cpus, write_manifest)
+from mlplatform.training.tuning import fold_score, search
 
 MODEL_FILE = "model.txt"
 WEIGHT = "_weight"
@@ -40,6 +46,7 @@ class Trained:
     best_iteration: int
     importance: dict[str, float] = field(default_factory=dict)
     tune_trials: list[dict] = field(default_factory=list)
+    workers: list[dict] = field(default_factory=list)  # each Ray Train worker's manifest (distributed.py)
 
 
 def stopping_k(cfg: TenantConfig) -> int:
@@ -75,30 +82,47 @@ def _dataset(df: pd.DataFrame, feats: list[str], label: str, reference=None) -> 
                             reference=reference, free_raw_data=False)
 
 
+def network_params(world_size: int) -> dict[str, Any]:
+    """LightGBM's data-parallel settings on a worker of a group of `world_size`: the machines list
+    and this worker's port from Ray Train's LightGBM backend, the data-parallel tree learner, and
+    `pre_partition` (each worker's rows are its own, not to be split again), as Ray Train's
+    LightGBMTrainer documents (ray/train/v2/lightgbm/lightgbm_trainer.py). One worker: none."""
+    if world_size == 1:
+        return {}
+    from ray.train.lightgbm import get_network_params
+
+    network = get_network_params()
+    if network.get("num_machines") != world_size:  # never N single-machine models
+        raise RuntimeError(f"Ray Train set up LightGBM's network for {network.get('num_machines')} machines, "
+                           f"the group has {world_size} workers")
+    return {"tree_learner": "data", "pre_partition": True, **network}
+
+
 def _train_loop(config: dict) -> None:
-    """One Ray Train worker: its shard -> one booster, reported once as a checkpoint."""
+    """One Ray Train worker: its shard of whole queries and the whole validation set -> its part of
+    one booster (LightGBM's network sums every round's histograms over the workers); rank 0 saves it."""
     import ray
     import ray.train
 
     feats, label = config["features"], config["label"]
-    rank = ray.train.get_context().get_world_rank()
-    train, valid = ray.get(config["train"][rank]), ray.get(config["valid"][rank])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    train, valid = ray.get(config["train"][rank]), ray.get(config["valid"])
+    params = config["params"] | network_params(context.get_world_size())
     dtrain = _dataset(train, feats, label)
     dvalid = _dataset(valid, feats, label, reference=dtrain)
     callbacks = []
     if config["early_stopping_rounds"]:
         callbacks.append(lightgbm.early_stopping(config["early_stopping_rounds"], first_metric_only=True,
                                                  verbose=False))
-    booster = lightgbm.train(config["params"], dtrain, num_boost_round=config["num_boost_round"],
+    booster = lightgbm.train(params, dtrain, num_boost_round=config["num_boost_round"],
                              valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks)
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if rank == 0:
-            booster.save_model(os.path.join(tmp, MODEL_FILE))
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        write_manifest(tmp, rank, fingerprint(train), fingerprint(valid))
+        if rank == 0:  # every round trained: the driver keeps the best ones (kept_rounds)
+            booster.save_model(os.path.join(tmp, MODEL_FILE), num_iteration=-1)
         best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
-        ray.train.report({"best_iteration": int(best)},
-                         checkpoint=checkpoint)
+        ray.train.report({"best_iteration": int(best)}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def _frame(cfg: TenantConfig, df: pd.DataFrame) -> pd.DataFrame:
@@ -113,17 +137,32 @@ def _frame(cfg: TenantConfig, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def group_shards(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
-    """`n` shards of whole queries (query g goes to worker g % n): a query split between workers
-    would be ranked as two smaller ones."""
-    if n == 1:
-        return [frame]
-    worker = frame[GROUP].to_numpy() % n
-    return [frame[worker == i] for i in range(n)]
+def _tune(cfg: TenantConfig, params: dict, train_frame: pd.DataFrame, valid_frame: pd.DataFrame, storage: Path):
+    """The shared Ray Tune search (tuning.py): each trial trains in-process on one thread and scores
+    NDCG@k (the gate's k) on `folds` folds of whole validation queries."""
+    import ray
+
+    feats, label, folds, k = cfg.model.features, cfg.data.label, cfg.model.tune.folds, stopping_k(cfg)
+    train_ref, valid_ref = ray.put(train_frame), ray.put(valid_frame)
+
+    def trial(space: dict) -> dict:
+        tr, va = ray.get(train_ref), ray.get(valid_ref)
+        dtrain = _dataset(tr, feats, label)
+        callbacks = ([lightgbm.early_stopping(cfg.model.early_stopping_rounds, first_metric_only=True, verbose=False)]
+                     if cfg.model.early_stopping_rounds else [])
+        booster = lightgbm.train(params | space | {"num_threads": 1}, dtrain, num_boost_round=cfg.model.num_boost_round,
+                                 valid_sets=[_dataset(va, feats, label, reference=dtrain)], callbacks=callbacks)
+        rounds = kept_rounds(cfg, booster.best_iteration or booster.current_iteration(), booster.current_iteration())
+        scores = booster.predict(va[feats].to_numpy(np.float64), num_iteration=rounds, num_threads=1)
+        group = va[GROUP].to_numpy()
+        return fold_score([ranking_metrics(va[label].to_numpy()[group % folds == f], scores[group % folds == f],
+                                           group[group % folds == f], [k])[f"ndcg_at_{k}"] for f in range(folds)])
+
+    return search(cfg, trial, storage, f"ndcg_at_{k}")
 
 
 def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path | None = None) -> Trained:
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.lightgbm import LightGBMTrainer
 
     if cfg.ranking is None:
@@ -132,27 +171,34 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
     storage = Path(storage or tempfile.mkdtemp(prefix="ray-train-")).resolve()
     params = base_params(cfg)
     workers = cfg.model.ray.num_workers
+    train_frame, valid_frame = _frame(cfg, train_df), _frame(cfg, valid_df)
+    trials: list[dict] = []
+    if cfg.model.tune.enabled and cfg.model.tune.space:
+        best_space, trials = _tune(cfg, params, train_frame, valid_frame, storage)
+        params |= best_space
     trainer = LightGBMTrainer(
         _train_loop,
         train_loop_config={"features": cfg.model.features, "label": cfg.data.label, "params": params,
                            "num_boost_round": cfg.model.num_boost_round,
                            "early_stopping_rounds": cfg.model.early_stopping_rounds,
-                           "train": put_shards(group_shards(_frame(cfg, train_df), workers)),
-                           "valid": put_shards(group_shards(_frame(cfg, valid_df), workers))},
+                           "train": put_shards(group_shards(train_frame, GROUP, workers)),
+                           "valid": put_shards([valid_frame])[0]},  # whole, on every worker
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=False,
                                      resources_per_worker={"CPU": worker_cpus(cfg)}),
-        run_config=RunConfig(name=f"{cfg.name}-train", storage_path=str(storage)),
+        run_config=run_config(cfg, storage, "train"),
     )
-    result = trainer.fit()
+    result = fit(trainer, cfg)
     with result.checkpoint.as_directory() as path:
+        manifests = check_manifests(path, workers, fingerprint(train_frame), fingerprint(valid_frame))
         booster = lightgbm.Booster(model_file=os.path.join(path, MODEL_FILE))
-    # the checkpoint holds the best rounds only (save_model keeps best_iteration's model), and a
-    # reloaded booster says best_iteration -1: the worker's report has the number
-    best = int(result.metrics.get("best_iteration") or booster.current_iteration())
+    # a reloaded booster says best_iteration -1: the worker's report has the number
+    best = kept_rounds(cfg, int(result.metrics.get("best_iteration") or booster.current_iteration()),
+                       booster.current_iteration())
     if 0 < best < booster.current_iteration():
         booster = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))  # keep the best rounds only
     gain = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist()))
-    return Trained(booster, params, int(best), {f: float(gain.get(f, 0.0)) for f in cfg.model.features})
+    return Trained(booster, params, int(best), {f: float(gain.get(f, 0.0)) for f in cfg.model.features},
+                   tune_trials=trials, workers=manifests)
 
 
 def predict(model: lightgbm.Booster, frame: pd.DataFrame | np.ndarray) -> np.ndarray:

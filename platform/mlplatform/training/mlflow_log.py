@@ -61,8 +61,12 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lin
         if trained.importance:
             mlflow.log_figure(importance_figure(trained.importance), "plots/feature_importance.png")
             mlflow.log_dict(trained.importance, "feature_importance.json")
-        if getattr(trained, "tune_trials", None):
+        if getattr(trained, "tune_trials", None):  # every trial, the selected one flagged (tuning.py)
             mlflow.log_dict({"trials": trained.tune_trials}, "tune_trials.json")
+            mlflow.log_param("tune_trials", len(trained.tune_trials))  # the selected values: param.<name>
+        if getattr(trained, "workers", None):  # what each Ray Train worker trained on (distributed.py)
+            mlflow.log_param("ray_workers", len(trained.workers))
+            mlflow.log_dict({"workers": trained.workers}, "ray_workers.json")
         if validation_report and Path(validation_report).exists():
             mlflow.log_artifact(validation_report, "validation")
         mlflow.log_dict(cfg.model_dump(mode="json"), "tenant.json")

@@ -17,9 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost
+from sklearn.metrics import average_precision_score
 
 from mlplatform.config import TenantConfig
-from mlplatform.training.metrics import classification_metrics
+from mlplatform.training.distributed import (array_frame, check_manifests, ensure_ray, fingerprint, fit, kept_rounds,
+                                             put_shards, row_arrays, row_shards, run_config, worker_cpus,
+                                             write_manifest)
+from mlplatform.training.tuning import fold_score, search
 
 MODEL_FILE = "model.ubj"
 
@@ -31,15 +35,7 @@ class Trained:
     best_iteration: int
     importance: dict[str, float] = field(default_factory=dict)
     tune_trials: list[dict] = field(default_factory=list)
-
-
-def worker_cpus(cfg: TenantConfig) -> int:
-    """CPUs a Ray Train worker reserves, and so its training threads: Ray sets a worker's
-    OMP_NUM_THREADS to its CPU count and xgboost caps `nthread` by it (with 1 CPU the worker trained
-    on one thread whatever `nthread` said)."""
-    if os.environ.get("RAY_ADDRESS"):  # a RayJob: every worker pod starts Ray with num_cpus (rayjob.py)
-        return cfg.model.ray.num_cpus
-    return max(1, cfg.model.ray.num_cpus // cfg.model.ray.num_workers)  # local: one Ray of num_cpus
+    workers: list[dict] = field(default_factory=list)  # each Ray Train worker's manifest (distributed.py)
 
 
 def base_params(cfg: TenantConfig, train_df: pd.DataFrame) -> dict[str, Any]:
@@ -54,7 +50,11 @@ def base_params(cfg: TenantConfig, train_df: pd.DataFrame) -> dict[str, Any]:
 
 
 def _train_loop(config: dict) -> None:
-    """Runs on each Ray Train worker: its shard of the data -> one booster, reported as a checkpoint.
+    """Runs on each Ray Train worker: its shard of the training rows and the whole validation set ->
+    its part of one booster. Ray Train's XGBoostConfig runs this inside xgboost's collective (a
+    CommunicatorContext joined to the RabitTracker on the driver, ray/train/xgboost/config.py) when
+    there is more than one worker, so every round's histograms are summed over all workers' rows and
+    all workers hold the same booster; rank 0 saves it.
 
     Reports once, at the end: RayTrainReportCallback reports every boosting round, and each Ray Train
     v2 report waits for the controller's next poll (measured: ~2 s a round at the default interval).
@@ -64,7 +64,7 @@ def _train_loop(config: dict) -> None:
 
     feats = config["features"]
     rank = ray.train.get_context().get_world_rank()
-    train, valid = ray.get(config["train"][rank]), ray.get(config["valid"][rank])  # zero-copy: see put_shards
+    train, valid = ray.get(config["train"][rank]), ray.get(config["valid"])  # zero-copy: see put_shards
     dtrain = xgboost.DMatrix(train["x"], label=train["y"], feature_names=feats)
     dvalid = xgboost.DMatrix(valid["x"], label=valid["y"], feature_names=feats)
     booster = xgboost.train(
@@ -78,66 +78,21 @@ def _train_loop(config: dict) -> None:
         verbose_eval=False,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
+        write_manifest(tmp, rank, fingerprint(array_frame(train)), fingerprint(array_frame(valid)))
         if rank == 0:
             booster.save_model(os.path.join(tmp, MODEL_FILE))
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
         best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
-        ray.train.report({"best_iteration": best}, checkpoint=checkpoint)
+        ray.train.report({"best_iteration": best}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def put_shards(parts: list) -> list:
-    """One object-store entry per Ray Train worker; worker `rank` reads `refs[rank]`.
-
-    Used instead of Ray Data (`datasets=`): each dataset there costs a SplitCoordinator actor (a new
-    Python process, 2-4 s on 2 cores) plus a streaming execution and a pandas round trip per fit,
-    and the loop needs its whole shard in memory anyway. Numpy arrays come back from `ray.get`
-    without a copy; on a KubeRay cluster each node pulls only its workers' shards.
-    """
-    import ray
-
-    return [ray.put(part) for part in parts]
-
-
-def row_shards(df: pd.DataFrame, feats: list[str], label: str, n: int) -> list[dict[str, np.ndarray]]:
-    """`n` contiguous row ranges as float32 features (what a DMatrix holds) and labels."""
-    x = df[feats].to_numpy(np.float32, na_value=np.nan)
-    y = df[label].to_numpy(np.float32)
-    bounds = np.linspace(0, len(df), n + 1).astype(int)
-    return [{"x": x[a:b], "y": y[a:b]} for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-# Ray Train v2 settings for a local, one-machine Ray. The driver's environment reaches the train
-# controller and its workers (ray.train.v2 ENV_VARS_TO_PROPAGATE), so set them before a fit starts.
-LOCAL_RAY_TRAIN_ENV = {
-    # the controller sees the finished worker group on its next poll: 2 s apart by default
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-    # a PreemptionWatcher actor (one more Python process per fit) waits for node drains: none here
-    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-}
-
-
-def ensure_ray(cfg: TenantConfig) -> None:
-    import ray
-
-    in_ray_job = bool(os.environ.get("RAY_ADDRESS"))  # inside a RayJob: join the KubeRay cluster as it is
-    if not in_ray_job:
-        for key, value in LOCAL_RAY_TRAIN_ENV.items():
-            os.environ.setdefault(key, value)
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if in_ray_job:
-            ray.init(log_to_driver=False, configure_logging=False)
-        else:  # local Ray: cores from the tenant file, no dashboard, quiet workers
-            ray.init(num_cpus=cfg.model.ray.num_cpus, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-
-
-def _fit(cfg: TenantConfig, params: dict, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path):
-    from ray.train import RunConfig, ScalingConfig
+def _fit(cfg: TenantConfig, params: dict, train_df: pd.DataFrame, valid_df: pd.DataFrame,
+         storage: Path) -> tuple[xgboost.Booster, list[dict]]:
+    """One booster from `num_workers` workers, and each worker's manifest (distributed.py)."""
+    from ray.train import ScalingConfig
     from ray.train.xgboost import XGBoostTrainer
 
     feats, label, workers = cfg.model.features, cfg.data.label, cfg.model.ray.num_workers
+    train_rows, valid_rows = row_arrays(train_df, feats, label), row_arrays(valid_df, feats, label)
     trainer = XGBoostTrainer(
         _train_loop,
         train_loop_config={
@@ -146,53 +101,45 @@ def _fit(cfg: TenantConfig, params: dict, train_df: pd.DataFrame, valid_df: pd.D
             "num_boost_round": cfg.model.num_boost_round,
             "early_stopping_rounds": cfg.model.early_stopping_rounds,
             # each worker's rows as object refs, not Ray Data `datasets=` (put_shards says why)
-            "train": put_shards(row_shards(train_df, feats, label, workers)),
-            "valid": put_shards(row_shards(valid_df, feats, label, workers)),
+            "train": put_shards(row_shards(train_rows, workers)),
+            "valid": put_shards([valid_rows])[0],  # one entry, read whole by every worker
         },
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=False,
                                      resources_per_worker={"CPU": worker_cpus(cfg)}),
-        run_config=RunConfig(name=f"{cfg.name}-train", storage_path=str(storage)),
+        run_config=run_config(cfg, storage, "train"),
     )
-    result = trainer.fit()
+    result = fit(trainer, cfg)
     with result.checkpoint.as_directory() as path:
-        return xgboost.Booster(model_file=os.path.join(path, MODEL_FILE))
+        manifests = check_manifests(path, workers, fingerprint(array_frame(train_rows)),
+                                    fingerprint(array_frame(valid_rows)))
+        return xgboost.Booster(model_file=os.path.join(path, MODEL_FILE)), manifests
 
 
 def _tune(cfg: TenantConfig, params: dict, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path):
-    """A small random search with Ray Tune; each trial trains in-process and reports validation PR-AUC."""
+    """The shared Ray Tune search (tuning.py): each trial trains in-process on one thread and scores
+    PR-AUC on `folds` interleaved slices of the validation rows (those holding both classes)."""
     import ray
-    from ray import tune
 
-    feats, label = cfg.model.features, cfg.data.label
+    feats, label, folds = cfg.model.features, cfg.data.label, cfg.model.tune.folds
     train_ref = ray.put(train_df[feats + [label]])
     valid_ref = ray.put(valid_df[feats + [label]])
 
     def trial(space: dict) -> dict:
         tr, va = ray.get(train_ref), ray.get(valid_ref)
-        p = params | space | {"nthread": 1}
-        p["max_depth"] = int(p.get("max_depth", 6))
         booster = xgboost.train(
-            p, xgboost.DMatrix(tr[feats], label=tr[label]), num_boost_round=cfg.model.num_boost_round,
+            params | space | {"nthread": 1}, xgboost.DMatrix(tr[feats], label=tr[label]),
+            num_boost_round=cfg.model.num_boost_round,
             evals=[(xgboost.DMatrix(va[feats], label=va[label]), "valid")],
             early_stopping_rounds=cfg.model.early_stopping_rounds, verbose_eval=False,
         )
-        scores = booster.predict(xgboost.DMatrix(va[feats]), iteration_range=(0, booster.best_iteration + 1))
-        return {"pr_auc": classification_metrics(va[label].to_numpy(), scores, cfg.metrics)["pr_auc"]}
+        rounds = kept_rounds(cfg, booster.best_iteration + 1, booster.num_boosted_rounds())
+        scores = booster.predict(xgboost.DMatrix(va[feats]), iteration_range=(0, rounds))
+        y, part = va[label].to_numpy(), np.arange(len(va)) % folds
+        both = [f for f in range(folds) if len(np.unique(y[part == f])) == 2] or None
+        return fold_score([average_precision_score(y[part == f], scores[part == f]) for f in both]
+                          if both else [average_precision_score(y, scores)])
 
-    space = {k: tune.uniform(float(lo), float(hi)) for k, (lo, hi) in cfg.model.tune.space.items()}
-    tuner = tune.Tuner(
-        tune.with_resources(trial, {"cpu": 1}),
-        param_space=space,
-        tune_config=tune.TuneConfig(num_samples=cfg.model.tune.num_samples, metric="pr_auc", mode="max"),
-        run_config=tune.RunConfig(name=f"{cfg.name}-tune", storage_path=str(storage), verbose=0),
-    )
-    grid = tuner.fit()
-    best = grid.get_best_result()
-    trials = [{**r.config, "pr_auc": r.metrics.get("pr_auc")} for r in grid if r.metrics]
-    best_space = dict(best.config)
-    if "max_depth" in best_space:
-        best_space["max_depth"] = int(best_space["max_depth"])
-    return best_space, trials
+    return search(cfg, trial, storage, "pr_auc")
 
 
 def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, storage: Path | None = None) -> Trained:
@@ -203,12 +150,14 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
     if cfg.model.tune.enabled and cfg.model.tune.space:
         best_space, trials = _tune(cfg, params, train_df, valid_df, storage)
         params |= best_space
-    booster = _fit(cfg, params, train_df, valid_df, storage)
-    best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+    booster, workers = _fit(cfg, params, train_df, valid_df, storage)
+    best = kept_rounds(cfg, int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1)) + 1,
+                       booster.num_boosted_rounds()) - 1
     if best + 1 < booster.num_boosted_rounds():
         booster = booster[: best + 1]  # keep the early-stopped model only: serving needs no iteration_range
     gain = booster.get_score(importance_type="gain")
-    return Trained(booster, params, best, {f: float(gain.get(f, 0.0)) for f in cfg.model.features}, trials)
+    return Trained(booster, params, best, {f: float(gain.get(f, 0.0)) for f in cfg.model.features}, trials,
+                   workers)
 
 
 def predict(model: xgboost.Booster, frame: pd.DataFrame) -> np.ndarray:
