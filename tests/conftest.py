@@ -54,6 +54,17 @@ class TrainedWorkspace:
     records: dict  # step name -> the record it wrote
 
 
+@pytest.fixture
+def restore_tracking_uri():
+    """For tests that point MLflow at a server: put the fluent API's tracking URI back afterwards."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(before)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def small_fraud_tenant(tmp_path_factory) -> Path:
     return write_small_fraud_tenant(tmp_path_factory.mktemp("tenant") / "fraud")

@@ -8,10 +8,8 @@ Skipped locally when PostgreSQL or Redis is absent; required under CI=true. Name
 
 from __future__ import annotations
 
-import os
 import uuid
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -20,15 +18,7 @@ from mlplatform.config import load_tenant, slug
 from mlplatform.workspace import Workspace
 from tests.conftest import require, write_small_fraud_tenant
 
-pytestmark = [pytest.mark.slow, pytest.mark.service]
-
-
-@pytest.fixture(autouse=True)
-def _restore_tracking_uri():
-    before = mlflow.get_tracking_uri()
-    yield
-    mlflow.set_tracking_uri(before)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.usefixtures("restore_tracking_uri")]
 
 
 def test_pipeline_and_predictor_share_nothing_but_the_services(tmp_path):

@@ -12,7 +12,6 @@ sandbox's /etc/hosts maps them to 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -33,18 +32,10 @@ from mlplatform.workspace import Workspace
 from tests.conftest import require, write_small_fraud_tenant
 from tests.topology.manifests import predictor
 
-pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.usefixtures("can_sandbox")]
+pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.usefixtures("can_sandbox", "restore_tracking_uri")]
 
 CLUSTER_POSTGRES = "postgres.mlplatform.svc.cluster.local"
 CLUSTER_MLFLOW = "mlflow.mlplatform.svc.cluster.local"  # the chart's mlflow server answers to it (--allowed-hosts)
-
-
-@pytest.fixture(autouse=True)
-def _restore_tracking_uri():
-    before = mlflow.get_tracking_uri()
-    yield
-    mlflow.set_tracking_uri(before)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def chart_values(tenant_file: Path, svc: services.Services, mlflow_url: str, port: int) -> dict:
