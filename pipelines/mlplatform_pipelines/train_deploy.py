@@ -1,21 +1,47 @@
-"""The generic `train_deploy` pipeline: validate -> features -> train -> register (gate, aliases).
+"""The generic `train_deploy` pipeline: ingest -> validate -> features -> stage -> train -> register.
 
-One pipeline for every tenant; the tenant file says what to do. A failing validation fails its
-task, so features, training and registration never run on a bad batch.
+One pipeline for every tenant; the tenant file says what to do. Tasks hand data on as artifacts and
+JSON records only (mlplatform/pipeline_tasks.py); a failing validation fails its task, so nothing
+downstream runs on a bad batch.
+
+On a cluster every task reads the deployment's settings (MLflow, Feast's registry, Redis: the names
+in mlplatform/services.py) from the ConfigMap `mlplatform-services` that the tenant chart renders
+in the namespace the run executes in (kfp-kubernetes `use_config_map_as_env`, the IR's
+`platforms.kubernetes` section). kfp.local ignores that section: embedded tasks inherit this
+process's environment (the services profile sets the same names).
 """
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from mlplatform_pipelines import components as c
+
+SERVICES_CONFIG_MAP = "mlplatform-services"
+# mlplatform.services.SETTINGS, written out: the pipeline module is compiled without mlplatform's
+# own dependencies in mind; tests/pipelines checks the two lists agree
+SETTINGS = ("MLFLOW_TRACKING_URI", "MLPLATFORM_FEAST_ONLINE_STORE", "MLPLATFORM_REDIS_ADDRESS",
+            "MLPLATFORM_FEAST_REGISTRY")
+
+
+def _in_cluster(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+    kubernetes.use_config_map_as_env(task, SERVICES_CONFIG_MAP, {k: k for k in SETTINGS})
+    return task.set_display_name(name)
 
 
 @dsl.pipeline(name="train-deploy", description="Validate, build features, train, and register a tenant's model.")
 def train_deploy(tenant: str, home: str = "", run_id: str = "", mode: str = "cluster") -> str:
-    """tenant: name or path of a tenant file. home: workspace folder (default $MLPLATFORM_HOME).
-    run_id: groups the step records (default: the KFP job id). mode: cluster (RayJob) or embedded."""
-    ingest = c.ingest(tenant=tenant, home=home, run_id=run_id).set_display_name("ingest")
-    validate = c.validate(tenant=tenant, home=home, run_id=run_id).after(ingest).set_display_name("validate")
-    features = c.features(tenant=tenant, home=home, run_id=run_id).after(validate).set_display_name("features")
-    train = c.train(tenant=tenant, home=home, run_id=run_id, mode=mode).after(features).set_display_name("train")
-    register = c.register(tenant=tenant, home=home, run_id=run_id).after(train).set_display_name("register")
+    """tenant: name, path or YAML text of a tenant file. home: a workspace folder shared by the tasks
+    (kfp.local only; default: each task its own scratch). run_id: groups the step records (default:
+    the KFP job id). mode: cluster (training as a RayJob) or embedded (in the train task)."""
+    ingest = _in_cluster(c.ingest(tenant=tenant, home=home, run_id=run_id), "ingest")
+    validate = _in_cluster(c.validate(tenant=tenant, home=home, run_id=run_id,
+                                      snapshot=ingest.outputs["snapshot"]), "validate")
+    features = _in_cluster(c.features(tenant=tenant, home=home, run_id=run_id, validation=validate.outputs["Output"],
+                                      snapshot=ingest.outputs["snapshot"]), "features")
+    stage = _in_cluster(c.stage(tenant=tenant, home=home, run_id=run_id, snapshot_record=ingest.outputs["Output"],
+                                validation=validate.outputs["Output"], training_set=features.outputs["training_set"],
+                                report=validate.outputs["report"]), "stage")
+    train = _in_cluster(c.train(tenant=tenant, home=home, mode=mode, staged=stage.output), "train")
+    register = _in_cluster(c.register(tenant=tenant, home=home, run_id=run_id,
+                                      snapshot_record=ingest.outputs["Output"], trained=train.outputs["Output"]),
+                           "register")
     return register.output

@@ -214,16 +214,15 @@ def rollout(
         raise typer.Exit(3)
 
 
-@app.command()
-def train(
-    tenant: Annotated[str, typer.Argument(help="tenant name or tenant file")],
-    run_id: Annotated[str, typer.Option(help="the pipeline run whose validated data to train on")],
+@app.command("train-run")
+def train_run(
+    mlflow_run_id: Annotated[str, typer.Argument(help="the MLflow run the pipeline's stage step opened")],
     home: HomeOpt = None,
 ) -> None:
-    """Run the training step alone (the entrypoint of the cluster-mode RayJob)."""
+    """Train from a staged MLflow run, into it (the entrypoint of the cluster-mode RayJob)."""
     from mlplatform import steps
 
-    record = steps.train(str(_tenant_path(tenant)), home or "", run_id)
+    record = steps.train(home or "", mlflow_run_id)
     console.print_json(json.dumps(record, default=str))
 
 

@@ -26,10 +26,10 @@ from rich.table import Table
 
 from mlplatform.config import load_tenant
 from mlplatform.processes import free_port, running
+from mlplatform.steps import STEPS
 from mlplatform.tenants import apply_env_overrides
 from mlplatform.workspace import Workspace
 
-STEPS = ["ingest", "validate", "features", "train", "register"]
 # embedded: SQLite and files in the workspace (zero set-up). services: the cluster's hand-offs on this
 # machine, a real `mlflow server` on PostgreSQL, Feast's SQL registry and Redis (mlplatform.services)
 PROFILES = ("embedded", "services")

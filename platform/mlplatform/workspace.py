@@ -3,9 +3,15 @@
     <home>/mlflow.db, <home>/mlartifacts/          MLflow backend store and artifacts (shared by tenants)
     <home>/tenants/<name>/data/raw/date=…/          ingested partitions (the data snapshot)
     <home>/tenants/<name>/data/features/<view>.parquet
+    <home>/tenants/<name>/training_set/             what the features step hands to training
     <home>/tenants/<name>/feature_repo/             Feast repo: feature_store.yaml, registry, online store
     <home>/tenants/<name>/reports/                  validation reports (Great Expectations Data Docs)
-    <home>/tenants/<name>/steps/<run_id>/<step>.json  what each pipeline step produced
+    <home>/tenants/<name>/steps/<run_id>/<step>.json  what each step produced (a log the demo reads;
+                                                      steps hand records to each other as arguments)
+
+In cluster mode (and in tests/topology) every pipeline task has its own workspace in scratch space,
+filled from its input artifacts (mlplatform/handoff.py): a workspace is never shared between processes
+there. In embedded mode it also holds the zero-setup stores (SQLite, files) all processes use.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ class Workspace:
 
     def features_dir(self, name: str) -> Path:
         return self.tenant(name) / "data" / "features"
+
+    def training_set_dir(self, name: str) -> Path:
+        return self.tenant(name) / "training_set"
 
     def feature_repo(self, name: str) -> Path:
         return self.tenant(name) / "feature_repo"

@@ -101,11 +101,12 @@ def test_deployment_settings_are_passed_by_the_names_the_code_reads(cases):
     (c,) = isvc["spec"]["predictor"]["containers"]
     spec = build_rayjob(load_tenant(REPO_ROOT / "examples" / "fraud" / "tenant.yaml"), "r1")["spec"]
     ray_env = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
-    for env in (c["env"], ray_env):
+    for env, needs in ((c["env"], {services.TRACKING, services.ONLINE_STORE, services.REDIS}),
+                       (ray_env, {services.TRACKING})):  # training reads only MLflow (the staged run)
         names = {e["name"] for e in env}
         deployment = {n for n in names if n.startswith(("MLFLOW_", "MLPLATFORM_FEAST", "MLPLATFORM_REDIS"))}
         assert deployment <= settings, deployment - settings
-        assert {services.TRACKING, services.ONLINE_STORE, services.REDIS} <= names
+        assert needs <= names
 
 
 def test_predictor_keeps_its_workspace_on_a_writable_volume(cases):

@@ -159,13 +159,12 @@ def test_failing_batch_stops_the_pipeline_and_nothing_is_registered(tmp_path, mo
     assert any(f.startswith("expect_column_mean_to_be_between(column='is_fraud'") for f in result.failed)
     assert ws.read_step("fraud", run, "validate")["success"] is False
 
+    failed = ws.read_step("fraud", run, "validate")  # the record the validate task hands on
     with pytest.raises(RuntimeError, match="validation failed, refusing to continue") as exc:
-        steps.features(str(tenant), str(home), run)
+        steps.features(str(tenant), str(home), run, failed)
     assert result.report in str(exc.value)
     with pytest.raises(RuntimeError, match="validation failed, refusing to continue"):
-        steps.train(str(tenant), str(home), run)
-    with pytest.raises(FileNotFoundError):
-        steps.register(str(tenant), str(home), run)
+        steps.stage(str(tenant), str(home), run, snapshot, failed)
 
     # nothing downstream ran ...
     for step in ("features", "train", "register"):

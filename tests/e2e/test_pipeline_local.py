@@ -21,7 +21,7 @@ def test_pipeline_registers_a_champion(tmp_path):
     assert record["name"] == "fraud" and record["version"] == "1"
     assert record["aliases"] == ["champion"]
     ws = Workspace(home)
-    for step in ("ingest", "validate", "features", "train", "register"):
+    for step in ("ingest", "validate", "features", "stage", "train", "register"):
         assert ws.step_file("fraud", "e2e", step).exists(), step
     assert ws.read_step("fraud", "e2e", "validate")["success"] is True
 
@@ -38,7 +38,7 @@ def test_failing_validation_stops_the_pipeline(tmp_path):
     assert any("expect_column_mean_to_be_between" in f for f in record["failed"])
     assert record["report"].endswith(".html") and (tmp_path / "home").exists()
     assert open(record["report"]).read().count("is_fraud") > 0  # the saved HTML report names the column
-    for step in ("features", "train", "register"):
+    for step in ("features", "stage", "train", "register"):
         assert not ws.step_file("fraud", "bad", step).exists(), f"{step} ran after a failed validation"
     # nothing registered: MLflow's database was never even created, or holds no model
     db = home / "mlflow.db"

@@ -37,8 +37,7 @@ def test_pipeline_and_predictor_share_nothing_but_the_services(tmp_path):
         with services.profile(server_home, tmp_path / "mlflow-server.log", svc) as env:
             assert set(env) == set(services.SETTINGS)
             url = env[services.TRACKING]
-            for step in steps.STEPS.values():
-                step(tenant, str(train_home), "svc")
+            steps.run_all(tenant, train_home, "svc", isolated=False)
             client = MlflowClient(url)
             assert client.get_experiment_by_name(name).artifact_location.startswith("mlflow-artifacts:")
             champion = client.get_model_version_by_alias(name, "champion")

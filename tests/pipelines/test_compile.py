@@ -16,9 +16,9 @@ def test_compiled_pipelines_load_back_and_install_nothing(tmp_path):
     for path in compile_all(tmp_path):
         loaded = components.load_component_from_file(str(path))
         assert loaded.name == "train-deploy"
-        spec = yaml.safe_load(path.read_text())
+        spec = next(yaml.safe_load_all(path.read_text()))
         tasks = spec["root"]["dag"]["tasks"]
-        assert set(tasks) == {"ingest", "validate", "features", "train", "register"}
+        assert set(tasks) == {"ingest", "validate", "features", "stage", "train", "register"}
         for executor in spec["deploymentSpec"]["executors"].values():
             container = executor["container"]
             assert container["image"].startswith("ghcr.io/mlplatform/mlplatform:")
@@ -26,13 +26,38 @@ def test_compiled_pipelines_load_back_and_install_nothing(tmp_path):
             assert "pip install" not in " ".join(container.get("command", []) + container.get("args", []))
 
 
-def test_steps_run_in_order():
-    spec = yaml.safe_load((COMPILED_DIR / "train_deploy.yaml").read_text())
+def test_steps_run_in_order_and_hand_on_only_artifacts_and_records():
+    """Each task depends only on what it consumes: the artifacts and records the IR wires to it."""
+    spec = next(yaml.safe_load_all((COMPILED_DIR / "train_deploy.yaml").read_text()))
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["validate"]["dependentTasks"] == ["ingest"]
-    assert tasks["features"]["dependentTasks"] == ["validate"]
-    assert tasks["train"]["dependentTasks"] == ["features"]
-    assert tasks["register"]["dependentTasks"] == ["train"]
+    assert sorted(tasks["features"]["dependentTasks"]) == ["ingest", "validate"]
+    assert sorted(tasks["stage"]["dependentTasks"]) == ["features", "ingest", "validate"]
+    assert tasks["train"]["dependentTasks"] == ["stage"]
+    assert sorted(tasks["register"]["dependentTasks"]) == ["ingest", "train"]
+    artifacts = {name: {k: (v["taskOutputArtifact"]["producerTask"], v["taskOutputArtifact"]["outputArtifactKey"])
+                        for k, v in t["inputs"].get("artifacts", {}).items()} for name, t in tasks.items()}
+    assert artifacts == {"ingest": {}, "validate": {"snapshot": ("ingest", "snapshot")},
+                         "features": {"snapshot": ("ingest", "snapshot")},
+                         "stage": {"training_set": ("features", "training_set"), "report": ("validate", "report")},
+                         "train": {}, "register": {}}
+
+
+def test_every_task_gets_the_deployment_settings_from_the_services_config_map():
+    """platforms.kubernetes: each executor maps the chart's `mlplatform-services` ConfigMap keys
+    (charts/tenant/templates/configmap.yaml) to the variables mlplatform.services names."""
+    from mlplatform import services
+    from mlplatform_pipelines.train_deploy import SERVICES_CONFIG_MAP, SETTINGS
+
+    assert set(SETTINGS) == set(services.SETTINGS)
+    spec = list(yaml.safe_load_all((COMPILED_DIR / "train_deploy.yaml").read_text()))
+    platform = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    executors = spec[0]["deploymentSpec"]["executors"]
+    assert set(platform) == set(executors)
+    for name, config in platform.items():
+        (cm,) = config["configMapAsEnv"]
+        assert cm["configMapName"] == SERVICES_CONFIG_MAP, name
+        assert {k["envVar"]: k["configMapKey"] for k in cm["keyToEnv"]} == {k: k for k in services.SETTINGS}
 
 
 def test_every_pipeline_is_registered():

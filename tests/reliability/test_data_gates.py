@@ -103,10 +103,13 @@ def test_a_failing_batch_stops_the_pipeline(batch):
         df.to_parquet(part, index=False)
     with pytest.raises(ValidationFailed):
         steps.validate(tenant, str(home), run)
-    for step in (steps.features, steps.train):
+    failed = ws.read_step(cfg.name, run, "validate")  # the record the validate task hands on
+    snapshot = ws.read_step(cfg.name, run, "ingest")
+    for step in (lambda: steps.features(tenant, str(home), run, failed),
+                 lambda: steps.stage(tenant, str(home), run, snapshot, failed)):
         with pytest.raises(RuntimeError, match="validation failed, refusing to continue"):
-            step(tenant, str(home), run)
-    for step in ("features", "train", "register"):
+            step()
+    for step in ("features", "stage", "train", "register"):
         assert not ws.step_file(cfg.name, run, step).exists(), step
     assert not (home / "mlflow.db").exists() or _no_versions(home)
     record("data_gates", **{f"{batch['name']}_pipeline_stopped": True})

@@ -155,7 +155,10 @@ def test_corrupted_model_artifact_is_rejected_at_start(trained_fraud, tmp_path):
 
 # --- crash during registration ------------------------------------------------------------------
 
-CRASH = textwrap.dedent("""
+# the records the pipeline hands the register task (ingest's and train's), read from the step log
+RECORDS = ("from mlplatform.workspace import Workspace\n"
+           "def records(home): return [Workspace(home).read_step('fraud', 'session', s) for s in ('ingest', 'train')]\n")
+CRASH = RECORDS + textwrap.dedent("""
     import os, signal, sys
     from mlflow import MlflowClient
     from mlplatform import steps
@@ -166,7 +169,7 @@ CRASH = textwrap.dedent("""
             original(self, *a, **k)
         os.kill(os.getpid(), signal.SIGKILL)
     MlflowClient.set_registered_model_alias = crash
-    steps.register(sys.argv[1], sys.argv[2], "session")
+    steps.register(sys.argv[1], sys.argv[2], "session", *records(sys.argv[2]))
 """)
 
 
@@ -204,8 +207,8 @@ def test_crash_during_registration_loses_nothing(trained_fraud, tmp_path, point)
     else:
         assert "challenger" not in after["aliases"]
     # the step can be run again: a further version, nothing overwritten
-    rerun = subprocess.run([sys.executable, "-c", "import sys; from mlplatform import steps; "
-                            "print(steps.register(sys.argv[1], sys.argv[2], 'session'))",
+    rerun = subprocess.run([sys.executable, "-c", RECORDS + "import sys; from mlplatform import steps; "
+                            "print(steps.register(sys.argv[1], sys.argv[2], 'session', *records(sys.argv[2])))",
                             str(trained_fraud.tenant_file), str(home)], env=env, capture_output=True, text=True,
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

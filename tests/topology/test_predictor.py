@@ -80,8 +80,7 @@ def test_the_charts_predictor_serves_the_champion_in_its_sandbox(tmp_path):
         with services.profile(tmp_path / "server", tmp_path / "mlflow-server.log", svc,
                               allowed_hosts=[f"{CLUSTER_MLFLOW}:*"]) as env:
             train_home = tmp_path / "train"
-            for step in steps.STEPS.values():
-                step(str(tenant_file), str(train_home), "topo")
+            steps.run_all(tenant_file, train_home, "topo", isolated=False)
             champion = mlflow.MlflowClient(env[services.TRACKING]).get_model_version_by_alias(name, "champion")
 
             port = free_port()

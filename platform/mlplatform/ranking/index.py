@@ -1,32 +1,26 @@
-"""The retrieval index of a ranking tenant: built by the features step, logged with the training
-run, fetched by the predictor from MLflow.
+"""The retrieval index of a ranking tenant: built by the features step into the training set,
+logged with the training run, fetched by the predictor from MLflow.
 
 The predictor never reads the folder the features step wrote: on a cluster that folder lives in
-another pod. Training logs the index as artifacts of its MLflow run (`retrieval_index/`), so the
-registered version carries the index it was trained with, and the predictor downloads exactly that
-into scratch space (TMPDIR; in a pod, the emptyDir mounted on /tmp).
+another pod. The index travels inside the training set (training/training_set.py), which the stage
+step logs with the model's MLflow run, the index as `retrieval_index/`; so the registered version
+carries the index it was trained with, and the predictor downloads exactly that into scratch space
+(TMPDIR; in a pod, the emptyDir mounted on /tmp).
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from mlplatform.config import TenantConfig
-from mlplatform.workspace import Workspace
 
-ARTIFACT = "retrieval_index"
+from mlplatform.config import TenantConfig
+from mlplatform.training.training_set import INDEX as ARTIFACT
+from mlplatform.workspace import Workspace
 
 
 def built_dir(cfg: TenantConfig, ws: Workspace) -> Path:
-    """Where the features step builds the index in this workspace (and training reads it)."""
-    return ws.tenant(cfg.name) / "index"
-
-
-def log(path: Path) -> None:
-    """Log the index folder with the active MLflow run."""
-    import mlflow
-
-    mlflow.log_artifacts(str(path), ARTIFACT)
+    """Where the features step builds the index: inside this workspace's training set folder."""
+    return ws.training_set_dir(cfg.name) / ARTIFACT
 
 
 def fetch(ws: Workspace, run_id: str, name: str) -> Path:

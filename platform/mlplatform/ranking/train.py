@@ -26,16 +26,11 @@ from mlplatform.training.champion import evaluate_champion
 from mlplatform.training.dataset import labelled_as_of, time_split
 from mlplatform.training.mlflow_log import log_training_run
 from mlplatform.training.trainers import resolve_trainer
+from mlplatform.training.training_set import TrainingSet
 from mlplatform.workspace import Workspace
 
 SOURCE = "label_source"  # judgment | clicks
 WEIGHT = "_weight"
-
-
-def log_retrieval(retrieval: dict[str, Any], index_path) -> None:
-    """Recall@K with the run, and the index itself: the predictor loads it from the version's run."""
-    mlflow.log_dict(retrieval, "retrieval.json")
-    index.log(index_path)
 
 
 def with_click_labels(cfg: TenantConfig, ws: Workspace, events: pd.DataFrame) -> pd.DataFrame:
@@ -100,9 +95,9 @@ def evaluate(cfg: TenantConfig, model, predict, df: pd.DataFrame, prefix: str = 
     return out
 
 
-def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any],
-                          validation_report: str | None = None) -> dict[str, Any]:
-    started = time.monotonic()
+def ranking_training_set(cfg: TenantConfig, ws: Workspace) -> TrainingSet:
+    """Judged (and click-labelled) pairs joined point in time with item features, plus the query-item
+    features of the retriever built by this features step (its index travels with the set)."""
     r = cfg.ranking
     raw = load_raw(cfg, ws)
     as_of = pd.to_datetime(raw[cfg.data.timestamp], utc=True).max()
@@ -112,12 +107,22 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
                               + ([r.query_text] if r.query_text else []) + request_cols
                               + ([cfg.model.split.column] if cfg.model.split.column else []) + [SOURCE, WEIGHT]))
     frame = training_frame(cfg, ws, events[keep])
-    retriever = None
+    index_dir = None
     if r.retrieval:
-        retriever = resolve(r.retrieval.retriever).load(cfg, index.built_dir(cfg, ws))
+        index_dir = index.built_dir(cfg, ws)
+        retriever = resolve(r.retrieval.retriever).load(cfg, index_dir)
         pair = retriever.features_for_pairs(frame, r.query_text, r.item)
         frame = pd.concat([frame.drop(columns=[c for c in pair.columns if c in frame.columns]), pair], axis=1)
-    train_df, valid_df, test_df = split(cfg, frame)
+    return TrainingSet(frame=frame, as_of=as_of, events=events, index_dir=index_dir)
+
+
+def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, data: TrainingSet, mlflow_run_id: str,
+                          pipeline_run_id: str, lineage: dict[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    r = cfg.ranking
+    as_of, events = data.as_of, data.events
+    retriever = resolve(r.retrieval.retriever).load(cfg, data.index_dir) if r.retrieval else None
+    train_df, valid_df, test_df = split(cfg, data.frame)
     valid_df = valid_df[valid_df[SOURCE] == "judgment"].reset_index(drop=True)  # evaluate on judgments only
 
     trainer = resolve_trainer(cfg.model.trainer)
@@ -139,10 +144,12 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str
         for name, at in retrieval["recall_at_k"].items():
             metrics |= {f"recall_at_{k}_{name}": v for k, v in at.items()}
 
+    # the index itself was logged with the run by the stage step (training_set.log)
     record = log_training_run(
-        cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df, valid_df=valid_df,
-        as_of=as_of, metrics=metrics, champion=champion, started=started, validation_report=validation_report,
+        cfg, ws, mlflow_run_id, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
+        valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
         extra_tags={"task": cfg.task},
         extra_params={"train_queries": train_df[r.group].nunique(), "valid_queries": valid_df[r.group].nunique()},
-        log_extra=(lambda: log_retrieval(retrieval, index.built_dir(cfg, ws))) if retrieval else None)
-    return record | {"retrieval": retrieval}
+        log_extra=(lambda: mlflow.log_dict(retrieval, "retrieval.json")) if retrieval else None,
+        record_extra={"retrieval": retrieval})
+    return record

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from mlplatform.config import TenantConfig
     from mlplatform.monitoring.prediction_log import PredictionLog
+    from mlplatform.training.training_set import TrainingSet
     from mlplatform.workspace import Workspace
 
 
@@ -22,9 +23,14 @@ class Task(Protocol):
     # drift alerts watch); without one the loop watches quality on delayed feedback instead
     drift_reference: bool
 
-    def train_and_log(self, cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any],
-                      validation_report: str | None = None) -> dict[str, Any]:
-        """The train step: train and evaluate, one MLflow run (training/mlflow_log.py); the step's record."""
+    def training_set(self, cfg: TenantConfig, ws: Workspace) -> TrainingSet:
+        """The features step's half of training: labelled events joined point in time with their
+        features (Feast's offline store, in this workspace), ready to split and train on."""
+
+    def train_and_log(self, cfg: TenantConfig, ws: Workspace, data: TrainingSet, mlflow_run_id: str,
+                      pipeline_run_id: str, lineage: dict[str, Any]) -> dict[str, Any]:
+        """The train step: train and evaluate into the staged MLflow run `mlflow_run_id`
+        (training/mlflow_log.py); the step's record."""
 
     def predictor(self, cfg: TenantConfig, ws: Workspace, *, alias: str | None = None,
                   role: str = "stable") -> Model:

@@ -14,11 +14,16 @@ class Classification:
     name = "binary_classification"
     drift_reference = True
 
-    def train_and_log(self, cfg, ws, pipeline_run_id: str, lineage: dict[str, Any],
-                      validation_report: str | None = None) -> dict[str, Any]:
+    def training_set(self, cfg, ws):
+        from mlplatform.training.classification import classification_training_set
+
+        return classification_training_set(cfg, ws)
+
+    def train_and_log(self, cfg, ws, data, mlflow_run_id: str, pipeline_run_id: str,
+                      lineage: dict[str, Any]) -> dict[str, Any]:
         from mlplatform.training.classification import train_classification_and_log
 
-        return train_classification_and_log(cfg, ws, pipeline_run_id, lineage, validation_report)
+        return train_classification_and_log(cfg, ws, data, mlflow_run_id, pipeline_run_id, lineage)
 
     def predictor(self, cfg, ws, *, alias: str | None = None, role: str = "stable"):
         from mlplatform.serving.predictor import TenantPredictor

@@ -16,11 +16,16 @@ class Ranking:
     name = "ranking"
     drift_reference = False
 
-    def train_and_log(self, cfg, ws, pipeline_run_id: str, lineage: dict[str, Any],
-                      validation_report: str | None = None) -> dict[str, Any]:
+    def training_set(self, cfg, ws):
+        from mlplatform.ranking.train import ranking_training_set
+
+        return ranking_training_set(cfg, ws)
+
+    def train_and_log(self, cfg, ws, data, mlflow_run_id: str, pipeline_run_id: str,
+                      lineage: dict[str, Any]) -> dict[str, Any]:
         from mlplatform.ranking.train import train_ranking_and_log
 
-        return train_ranking_and_log(cfg, ws, pipeline_run_id, lineage, validation_report)
+        return train_ranking_and_log(cfg, ws, data, mlflow_run_id, pipeline_run_id, lineage)
 
     def predictor(self, cfg, ws, *, alias: str | None = None, role: str = "stable"):
         from mlplatform.serving.ranking_predictor import RankingPredictor

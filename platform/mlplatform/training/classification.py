@@ -1,9 +1,9 @@
-"""The training step of `task: binary_classification`: from the ingested snapshot to an MLflow run
-holding a model worth reviewing.
+"""`task: binary_classification`, from the ingested snapshot to an MLflow run holding a model worth
+reviewing, in two halves that may run in different processes (training/training_set.py):
 
-events labelled by now -> point-in-time features (Feast) -> time split -> train (Ray) -> metrics,
-threshold, PR curve, importance -> MLflow run (params, metrics, plots, GE report, model with
-signature and input example, lineage tags).
+features step: events labelled by now -> point-in-time features (Feast) = the training set
+train step:    time split -> train (Ray) -> metrics, threshold, PR curve, importance -> MLflow run
+               (params, metrics, plots, GE report, model with signature and input example, lineage tags)
 """
 
 from __future__ import annotations
@@ -27,19 +27,25 @@ from mlplatform.training.evidence import gate_evidence
 from mlplatform.training.metrics import classification_metrics, pr_curve_figure
 from mlplatform.training.mlflow_log import log_training_run
 from mlplatform.training.trainers import resolve_trainer
+from mlplatform.training.training_set import TrainingSet
 from mlplatform.workspace import Workspace
 
 
-def train_classification_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any],
-                                 validation_report: str | None = None) -> dict[str, Any]:
-    started = time.monotonic()
+def classification_training_set(cfg: TenantConfig, ws: Workspace) -> TrainingSet:
+    """The events labelled by the snapshot's end, joined point in time with their features."""
     raw = load_raw(cfg, ws)
     as_of = pd.to_datetime(raw[cfg.data.timestamp], utc=True).max()
     events = labelled_as_of(cfg, raw, as_of)
     request_cols = [c.name for c in cfg.features.request.fields if c.name in events.columns]
     keep = list(dict.fromkeys(cfg.features.join_keys + [cfg.data.timestamp, cfg.data.label] + request_cols))
-    frame = training_frame(cfg, ws, events[keep])
-    train_df, valid_df = time_split(cfg, frame)
+    return TrainingSet(frame=training_frame(cfg, ws, events[keep]), as_of=as_of)
+
+
+def train_classification_and_log(cfg: TenantConfig, ws: Workspace, data: TrainingSet, mlflow_run_id: str,
+                                 pipeline_run_id: str, lineage: dict[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    as_of = data.as_of
+    train_df, valid_df = time_split(cfg, data.frame)
 
     trainer = resolve_trainer(cfg.model.trainer)
     trained = trainer.train(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
@@ -67,6 +73,7 @@ def train_classification_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_
         mlflow.log_dict(evidence, "evidence.json")
         mlflow.set_tag("evidence", "sufficient" if evidence["sufficient"] else evidence["message"])
 
-    return {"evidence": evidence} | log_training_run(cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
-                            valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
-                            validation_report=validation_report, log_extra=classification_artifacts)
+    return log_training_run(
+        cfg, ws, mlflow_run_id, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
+        valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
+        log_extra=classification_artifacts, record_extra={"evidence": evidence})

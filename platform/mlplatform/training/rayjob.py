@@ -53,7 +53,6 @@ def _pod_template(cfg: TenantConfig, container: dict[str, Any], labels: dict[str
         "volumes": [
             {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},  # Ray's session dir (/tmp/ray)
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},  # object store
-            {"name": "tenant", "configMap": {"name": f"{cfg.name}-tenant"}},
         ],
     }
     if restart_never:
@@ -73,12 +72,16 @@ def _container(cfg: TenantConfig, name: str, resources: Resources, env: list[dic
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "tenant", "mountPath": "/etc/mlplatform", "readOnly": True},
         ],
     }
     if ports:
         c["ports"] = ports
     return c
+
+
+def train_entrypoint(mlflow_run_id: str) -> str:
+    """What the RayJob runs: training from the staged MLflow run (steps.train), nothing else."""
+    return f"mlplatform train-run {mlflow_run_id}"
 
 
 def job_name(tenant: str, run_id: str) -> str:
@@ -89,7 +92,7 @@ def job_name(tenant: str, run_id: str) -> str:
 
 def build_rayjob(cfg: TenantConfig, run_id: str, entrypoint: str | None = None,
                  ray_version: str = RAY_VERSION) -> dict[str, Any]:
-    """The RayJob manifest (ray.io/v1) that trains `cfg`'s model for one pipeline run."""
+    """The RayJob manifest (ray.io/v1) that trains `cfg`'s model from the staged MLflow run `run_id`."""
     c = cfg.cluster
     t = c.training
     labels = {
@@ -99,12 +102,11 @@ def build_rayjob(cfg: TenantConfig, run_id: str, entrypoint: str | None = None,
         "mlplatform.io/component": "training",  # selected by the tenant's allow-ray NetworkPolicy
         "mlplatform.io/run-id": re.sub(r"[^A-Za-z0-9._-]+", "-", run_id)[:63].strip("-._") or "run",
     }
+    # training reads everything from the staged MLflow run (the tenant file the pipeline run was
+    # given, the training set): MLflow is the one service it needs; its scratch lives on /tmp
     env = [
         {"name": services.TRACKING, "value": c.mlflow_tracking_uri},
-        {"name": "MLPLATFORM_TENANT_FILE", "value": "/etc/mlplatform/tenant.yaml"},
-        {"name": services.ONLINE_STORE, "value": "redis"},
-        {"name": services.REDIS, "value": c.redis_address},
-        {"name": "MLPLATFORM_RUN_ID", "value": run_id},
+        {"name": "MLPLATFORM_HOME", "value": "/tmp/mlplatform"},
         {"name": "HOME", "value": "/tmp"},
     ]
     head = _container(cfg, "ray-head", t.head, env, ports=[
@@ -125,7 +127,7 @@ def build_rayjob(cfg: TenantConfig, run_id: str, entrypoint: str | None = None,
         "kind": "RayJob",
         "metadata": {"name": job_name(cfg.name, run_id), "namespace": cfg.name, "labels": labels},
         "spec": {
-            "entrypoint": entrypoint or f"mlplatform train {cfg.name}",
+            "entrypoint": entrypoint or train_entrypoint(run_id),
             "submissionMode": "K8sJobMode",
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": t.ttl_seconds_after_finished,
