@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+
 from mlplatform import services
 from mlplatform.verify import render
 from tests.topology.sandbox import Container, Sandbox
@@ -54,3 +56,18 @@ def predictor(scratch: Path, values: dict[str, Any] | None = None) -> tuple[Cont
     pod, spec, config_maps = predictor_pod(rendered_tenant(values))
     container = Container.from_pod(pod, spec, scratch, config_maps)
     return container, Sandbox(scratch, service_hosts(container.env))
+
+
+CLUSTER_POSTGRES = "postgres.mlplatform.svc.cluster.local"
+CLUSTER_MLFLOW = "mlflow.mlplatform.svc.cluster.local"  # the chart's mlflow server answers to it (--allowed-hosts)
+
+
+def chart_values(tenant_file: Path, svc: services.Services, mlflow_url: str, port: int) -> dict:
+    """The tenant file as chart values, pointed at this machine's services under the cluster's names."""
+    values = render.load_values(tenant_file)
+    cluster = values.setdefault("cluster", {})
+    cluster["mlflow_tracking_uri"] = f"http://{CLUSTER_MLFLOW}:{urlsplit(mlflow_url).port}"
+    cluster["redis_address"] = f"redis.mlplatform.svc.cluster.local:{svc.redis.rpartition(':')[2]}"
+    cluster["feast_registry"] = make_url(svc.postgres).set(host=CLUSTER_POSTGRES).render_as_string(hide_password=False)
+    values.setdefault("serving", {})["port"] = port
+    return values
