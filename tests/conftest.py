@@ -72,7 +72,7 @@ def small_fraud_tenant(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_fraud(tmp_path_factory, small_fraud_tenant) -> TrainedWorkspace:
-    """All five steps (ingest, validate, features, train, register) run once, in-process."""
+    """Every step (ingest, validate, features, stage, train, register) run once, in-process."""
     from mlplatform import steps
 
     home = tmp_path_factory.mktemp("home")

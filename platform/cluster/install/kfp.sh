@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Kubeflow Pipelines standalone, platform-agnostic manifests (MinIO, MySQL, Argo v4.0.5 minimal CRDs).
+# Kubeflow Pipelines standalone, platform-agnostic manifests (SeaweedFS as the artifact store, MySQL,
+# Argo v4.0.5 minimal CRDs: manifests/kustomize/env/platform-agnostic/kustomization.yaml at KFP_VERSION).
 # shellcheck source=platform/cluster/lib.sh
 source "$(dirname "$0")/../lib.sh"
 BASE="github.com/kubeflow/pipelines/manifests/kustomize"
