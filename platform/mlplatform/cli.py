@@ -341,6 +341,21 @@ def rules(
     console.print(escape(str(render_rules(_tenant_path(tenant), out))))
 
 
+@app.command("alertmanager-config")
+def alertmanager_config(
+    tenants: Annotated[list[str], typer.Argument(help="tenant names or tenant files (all tenants of the cluster)")],
+    webhook_url: Annotated[str, typer.Option(help="the retraining webhook")] = "http://retrain-webhook.mlplatform.svc:9095/alerts",
+) -> None:
+    """Print kube-prometheus-stack values with the Alertmanager routing of these tenants (owner.team -> receiver)."""
+    import yaml
+
+    from mlplatform.config import load_tenant
+    from mlplatform.monitoring.alert_routing import cluster_values
+
+    cfgs = [load_tenant(_tenant_path(t)) for t in tenants]
+    sys.stdout.write(yaml.safe_dump(cluster_values(cfgs, webhook_url), sort_keys=False))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

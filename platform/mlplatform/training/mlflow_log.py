@@ -17,6 +17,7 @@ from mlplatform.config import TenantConfig
 from mlplatform.contracts import Trainer
 from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import code_version, connect, experiment_id
+from mlplatform.training.champion import ChampionScore
 from mlplatform.workspace import Workspace
 
 
@@ -36,7 +37,7 @@ def importance_figure(importance: dict[str, float]):
 
 def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lineage: dict[str, Any], *,
                      trainer: Trainer, trained: Any, train_df: pd.DataFrame, valid_df: pd.DataFrame,
-                     as_of: pd.Timestamp, metrics: dict[str, float], champion: tuple[str, dict] | None,
+                     as_of: pd.Timestamp, metrics: dict[str, float], champion: ChampionScore | None,
                      started: float, validation_report: str | None = None, extra_tags: dict[str, str] | None = None,
                      extra_params: dict[str, Any] | None = None,
                      log_extra: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -47,15 +48,20 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lin
     connect(ws)
     tags = {"tenant": cfg.name, **(extra_tags or {}), "pipeline_run_id": pipeline_run_id,
             **{k: str(v) for k, v in lineage.items()}}
-    if champion:
-        tags[champion_eval.TAG] = champion[0]
+    champion_metrics: dict[str, float] = {}
+    if champion is not None and champion.metrics is not None:
+        tags[champion_eval.TAG] = champion.version
+        champion_metrics = champion_eval.as_run_metrics(champion.metrics) | {champion_eval.FAILED: 0.0}
+    elif champion is not None:  # the gate reads these (registry/champion_eval.py)
+        tags[champion_eval.ERROR_TAG] = (champion.error or "")[:5000]
+        champion_metrics = {champion_eval.FAILED: 1.0}
     with mlflow.start_run(experiment_id=experiment_id(cfg, ws), run_name=f"{cfg.name}-{pipeline_run_id}",
                           tags=tags) as run:
         mlflow.log_params({f"param.{k}": v for k, v in trained.params.items() if not isinstance(v, list)})
         mlflow.log_params({"train_rows": len(train_df), "valid_rows": len(valid_df), "best_iteration":
                            trained.best_iteration, "as_of": as_of.isoformat(), "trainer": cfg.model.trainer,
                            "features": ",".join(cfg.model.features), **(extra_params or {})})
-        mlflow.log_metrics(metrics | (champion_eval.as_run_metrics(champion[1]) if champion else {}))
+        mlflow.log_metrics(metrics | champion_metrics)
         if log_extra is not None:
             log_extra()
         if trained.importance:
@@ -78,7 +84,8 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lin
         "run_id": run_id,
         "model_uri": model_info.model_uri,
         "metrics": metrics,
-        "champion_on_same_rows": {"version": champion[0], "metrics": champion[1]} if champion else None,
+        "champion_on_same_rows": ({"version": champion.version, "metrics": champion.metrics, "error": champion.error}
+                                  if champion else None),
         "rows": len(train_df) + len(valid_df),
         "train_rows": len(train_df),
         "valid_rows": len(valid_df),
