@@ -345,15 +345,18 @@ def rules(
 def alertmanager_config(
     tenants: Annotated[list[str], typer.Argument(help="tenant names or tenant files (all tenants of the cluster)")],
     webhook_url: Annotated[str, typer.Option(help="the retraining webhook")] = "http://retrain-webhook.mlplatform.svc:9095/alerts",
+    smtp_smarthost: Annotated[Optional[str], typer.Option(help="mail relay host:port (owners told by email)")] = None,
+    smtp_from: Annotated[str, typer.Option(help="sender of alert mail")] = "alertmanager@mlplatform.local",
 ) -> None:
     """Print kube-prometheus-stack values with the Alertmanager routing of these tenants (owner.team -> receiver)."""
     import yaml
 
     from mlplatform.config import load_tenant
-    from mlplatform.monitoring.alert_routing import cluster_values
+    from mlplatform.monitoring.alert_routing import Smtp, cluster_values
 
     cfgs = [load_tenant(_tenant_path(t)) for t in tenants]
-    sys.stdout.write(yaml.safe_dump(cluster_values(cfgs, webhook_url), sort_keys=False))
+    smtp = Smtp(smtp_smarthost, smtp_from) if smtp_smarthost else None
+    sys.stdout.write(yaml.safe_dump(cluster_values(cfgs, webhook_url, smtp), sort_keys=False))
 
 
 def main() -> None:  # pragma: no cover

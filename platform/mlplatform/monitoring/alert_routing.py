@@ -108,10 +108,10 @@ def alertmanager_config(tenants: Iterable[TenantConfig], *, webhook_url: str | N
     return config
 
 
-def cluster_values(tenants: Iterable[TenantConfig], webhook_url: str) -> dict[str, Any]:
+def cluster_values(tenants: Iterable[TenantConfig], webhook_url: str, smtp: Smtp | None = None) -> dict[str, Any]:
     """kube-prometheus-stack values holding the cluster's Alertmanager config: drift and quality
     alerts (action=retrain) go to the retraining webhook at most once a day, every alert of a tenant
     with an owner to its team (platform/cluster/install/monitoring.sh)."""
     config = alertmanager_config(tenants, webhook_url=webhook_url, webhook_matchers=['action="retrain"'],
-                                 webhook_repeat_interval="24h", webhook_send_resolved=False)
+                                 webhook_repeat_interval="24h", webhook_send_resolved=False, smtp=smtp)
     return {"alertmanager": {"config": config}}

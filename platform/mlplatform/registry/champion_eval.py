@@ -32,6 +32,14 @@ def as_run_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {f"{PREFIX}{k}": v for k, v in metrics.items()}
 
 
+def run_fields(version: str, metrics: dict[str, float] | None, error: str | None) -> tuple[dict[str, str], dict[str, float]]:
+    """(tags, metrics) the training run records about the champion `version`: its metrics on the
+    run's rows, or that they could not be computed and why."""
+    if metrics is not None:
+        return {TAG: str(version)}, as_run_metrics(metrics) | {FAILED: 0.0}
+    return {ERROR_TAG: (error or "the champion could not be scored")[:5000]}, {FAILED: 1.0}
+
+
 def from_run(run_metrics: dict[str, float], run_tags: dict[str, str], champion_version: str) -> dict[str, float] | None:
     """The champion's metrics on the run's own validation rows, when the run scored that version."""
     if run_tags.get(TAG) != str(champion_version):

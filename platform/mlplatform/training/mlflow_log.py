@@ -49,12 +49,9 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, pipeline_run_id: str, lin
     tags = {"tenant": cfg.name, **(extra_tags or {}), "pipeline_run_id": pipeline_run_id,
             **{k: str(v) for k, v in lineage.items()}}
     champion_metrics: dict[str, float] = {}
-    if champion is not None and champion.metrics is not None:
-        tags[champion_eval.TAG] = champion.version
-        champion_metrics = champion_eval.as_run_metrics(champion.metrics) | {champion_eval.FAILED: 0.0}
-    elif champion is not None:  # the gate reads these (registry/champion_eval.py)
-        tags[champion_eval.ERROR_TAG] = (champion.error or "")[:5000]
-        champion_metrics = {champion_eval.FAILED: 1.0}
+    if champion is not None:  # the gate reads these (registry/champion_eval.py)
+        champion_tags, champion_metrics = champion_eval.run_fields(champion.version, champion.metrics, champion.error)
+        tags |= champion_tags
     with mlflow.start_run(experiment_id=experiment_id(cfg, ws), run_name=f"{cfg.name}-{pipeline_run_id}",
                           tags=tags) as run:
         mlflow.log_params({f"param.{k}": v for k, v in trained.params.items() if not isinstance(v, list)})
