@@ -215,3 +215,21 @@ def test_the_quality_record_time_is_exported_and_a_stale_one_fires(tmp_path):
     assert_fires(FRAUD_TENANT, "MLPlatformQualityJobStale", {}, "16m", "14m")
     assert_fires(FRAUD_TENANT, "MLPlatformQualityJobStale",  # a day and a bit old
                  {series("mlplatform_model_quality_computed_timestamp_seconds", s.labels): "-90000x20"}, "16m", "14m")
+
+
+def test_a_reloaded_model_replaces_its_servers_health_series():
+    """A version no longer served must not keep its series (a 0 that alerts forever)."""
+    from prometheus_client import CollectorRegistry
+
+    from mlplatform.monitoring.health import HealthMetrics
+
+    registry = CollectorRegistry()
+    m = HealthMetrics(registry)
+    base = {"tenant": "fraud", "model": "fraud", "role": "stable"}
+    m.drift_reference.set(base | {"version": "1"}, lambda: 0.0)
+    m.drift_reference.set(base | {"version": "1", "role": "shadow"}, lambda: 1.0)
+    assert registry.get_sample_value("mlplatform_drift_reference_loaded", base | {"version": "1"}) == 0
+    m.drift_reference.set(base | {"version": "2"}, lambda: 1.0)  # the stable server reloaded v2
+    assert registry.get_sample_value("mlplatform_drift_reference_loaded", base | {"version": "1"}) is None
+    assert registry.get_sample_value("mlplatform_drift_reference_loaded", base | {"version": "2"}) == 1
+    assert registry.get_sample_value("mlplatform_drift_reference_loaded", base | {"version": "1", "role": "shadow"}) == 1

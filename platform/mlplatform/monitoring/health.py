@@ -26,21 +26,51 @@ re-scored is recorded on the training run for the gate (registry/champion_eval.p
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
 from mlplatform.serving.metrics import LABELS
 
 LOG_LABELS = ("tenant", "role")
 
 
+class ServerGauge:
+    """A gauge per model server (tenant, role), read on scrape from what that server holds now. A
+    reloaded model replaces its server's entry, so the series of a version no longer served goes
+    away instead of alerting forever."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry):
+        self.name, self.documentation = name, documentation
+        self._values: dict[tuple[str, str], tuple[dict[str, str], Callable[[], float]]] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def set(self, labels: dict[str, str], value: Callable[[], float]) -> None:
+        with self._lock:
+            self._values[(labels["tenant"], labels["role"])] = ({k: labels[k] for k in LABELS}, value)
+
+    def describe(self):  # nothing at registration: no server exists yet
+        return []
+
+    def collect(self):
+        family = GaugeMetricFamily(self.name, self.documentation, labels=LABELS)
+        with self._lock:
+            values = list(self._values.values())
+        for labels, value in values:
+            family.add_metric([labels[k] for k in LABELS], float(value()))
+        yield family
+
+
 class HealthMetrics:
     """The families; `registry` is replaceable for unit tests."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY):
-        self.drift_reference = Gauge(
+        self.drift_reference = ServerGauge(
             "mlplatform_drift_reference_loaded", "1 when the served model's drift reference is loaded "
-            "(drift gauges on), 0 when it is missing or unreadable (no drift alert can fire)", LABELS,
-            registry=registry)
+            "(drift gauges on), 0 when it is missing or unreadable (no drift alert can fire)", registry)
         self.log_dropped = Counter(
             "mlplatform_prediction_log_dropped_rows", "Prediction-log rows given up after writes kept failing",
             LOG_LABELS, registry=registry)
@@ -59,9 +89,8 @@ class HealthMetrics:
         self.refresh_errors = Counter(
             "mlplatform_feature_refresh_errors", "Failed refreshes of the item features a ranking predictor "
             "holds in memory (it keeps serving the last good ones)", LABELS, registry=registry)
-        self.features_age = Gauge(
-            "mlplatform_item_features_age_seconds", "Age of the item features a ranking predictor serves",
-            LABELS, registry=registry)
+        self.features_age = ServerGauge(
+            "mlplatform_item_features_age_seconds", "Age of the item features a ranking predictor serves", registry)
 
 
 _DEFAULT: HealthMetrics | None = None

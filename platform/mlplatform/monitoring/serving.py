@@ -109,8 +109,8 @@ class PredictionMonitor:
             except Exception as err:  # noqa: BLE001 - unreadable: serve without drift, and say so
                 why = f"drift/reference.json unreadable: {type(err).__name__}: {err}"
         if register:
-            health_metrics().drift_reference.labels(**{k: labels[k] for k in ("tenant", "model", "version", "role")}
-                                                    ).set(0 if reference is None else 1)
+            loaded = 0.0 if reference is None else 1.0
+            health_metrics().drift_reference.set(labels, lambda: loaded)
         if reference is None:
             _log.error("%s v%s (%s): %s; drift gauges are off for this model (mlplatform_drift_reference_loaded 0)",
                        cfg.name, labels.get("version"), labels.get("role"), why)

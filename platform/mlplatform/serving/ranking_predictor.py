@@ -124,7 +124,7 @@ class RankingPredictor(ServedModel):
         self.log = RankingLog(self.ws, self.cfg.name, self.role)
         m = health_metrics()
         self._refresh_errors = m.refresh_errors.labels(**self._labels)
-        m.features_age.labels(**self._labels).set_function(lambda: time.time() - self.items_refreshed)
+        m.features_age.set(self._labels, lambda: time.time() - self.items_refreshed)
         self._schedule_refresh()
 
     def _refresh_items(self) -> None:
