@@ -303,7 +303,7 @@ def webhook(
     port: Annotated[int, typer.Option(help="port (charts/mlplatform: 9095)")] = 9095,
     home: HomeOpt = None,
 ) -> None:
-    """Alertmanager receiver: POST /alerts starts retraining runs (dedup, cool-down); GET /retrains, /metrics."""
+    """Alertmanager receiver: POST /alerts starts retraining runs (dedup, cool-down); GET /retrains, /tenants, /metrics."""
     from mlplatform.monitoring.webhook import serve_webhook
     from mlplatform.workspace import Workspace
 
