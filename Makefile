@@ -123,7 +123,7 @@ down: ## Delete the kind cluster (KEEP_CLUSTER=1: uninstall releases, keep the c
 status: ## Show what runs on the kind cluster and the port-forward URLs
 	platform/cluster/status.sh
 
-verify: venv tools ## Static cluster checks: helm render, schemas, policy, checkov, promtool (no cluster)
+verify: venv tools ## Static cluster checks: helm render, schemas, policy, checkov, promtool, amtool (no cluster)
 	$(PY) -m mlplatform.verify .
 
 crds: ## Download the pinned upstream CRDs into MLPLATFORM_CRDS_DIR (default ../shared/crds; needs network)

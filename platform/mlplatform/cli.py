@@ -302,7 +302,7 @@ def webhook(
     port: Annotated[int, typer.Option(help="port (charts/mlplatform: 9095)")] = 9095,
     home: HomeOpt = None,
 ) -> None:
-    """Alertmanager receiver: POST /alerts starts retraining runs (dedup, cool-down); GET /retrains, /metrics."""
+    """Alertmanager receiver: POST /alerts starts retraining runs (dedup, cool-down); GET /retrains, /tenants, /metrics."""
     from mlplatform.monitoring.webhook import serve_webhook
     from mlplatform.workspace import Workspace
 
@@ -338,6 +338,24 @@ def rules(
     from mlplatform.monitoring.rules import render_rules
 
     console.print(escape(str(render_rules(_tenant_path(tenant), out))))
+
+
+@app.command("alertmanager-config")
+def alertmanager_config(
+    tenants: Annotated[list[str], typer.Argument(help="tenant names or tenant files (all tenants of the cluster)")],
+    webhook_url: Annotated[str, typer.Option(help="the retraining webhook")] = "http://retrain-webhook.mlplatform.svc:9095/alerts",
+    smtp_smarthost: Annotated[Optional[str], typer.Option(help="mail relay host:port (owners told by email)")] = None,
+    smtp_from: Annotated[str, typer.Option(help="sender of alert mail")] = "alertmanager@mlplatform.local",
+) -> None:
+    """Print kube-prometheus-stack values with the Alertmanager routing of these tenants (owner.team -> receiver)."""
+    import yaml
+
+    from mlplatform.config import load_tenant
+    from mlplatform.monitoring.alert_routing import Smtp, cluster_values
+
+    cfgs = [load_tenant(_tenant_path(t)) for t in tenants]
+    smtp = Smtp(smtp_smarthost, smtp_from) if smtp_smarthost else None
+    sys.stdout.write(yaml.safe_dump(cluster_values(cfgs, webhook_url, smtp), sort_keys=False))
 
 
 def main() -> None:  # pragma: no cover

@@ -291,6 +291,11 @@ class Gates(Strict):
     max_regression: dict[str, float] = Field(
         default_factory=dict, description="metric -> largest allowed drop below the champion"
     )
+    allow_recorded_champion_metrics: bool = Field(
+        default=False,
+        description="promote even when the champion could not be scored on the candidate's validation rows, "
+                    "comparing with the figures recorded when the champion was trained (another window, "
+                    "registry/champion_eval.py); default: such a candidate is refused")
 
 
 class MetricsConfig(Strict):
@@ -574,6 +579,38 @@ class LoopConfig(Strict):
     drift: LoopDrift | None = Field(default=None, description="required by `mlplatform loop` for a drift alert")
 
 
+# --- who is told (alert routing: mlplatform.monitoring.alert_routing) ---------------------------
+
+TEAM_RE = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+
+
+class Receiver(Strict):
+    """Where a team's alerts go: one Alertmanager receiver per team. No credentials here (the tenant
+    file is a Helm values file and lives in git): a URL that embeds a token belongs in the
+    platform's Alertmanager configuration, not in a tenant file."""
+
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s@]+$", description="POSTed alerts")
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                              description="needs the platform's SMTP settings (alert_routing.Smtp)")
+
+    @model_validator(mode="after")
+    def _one(self) -> "Receiver":
+        if (self.webhook_url is None) == (self.email is None):
+            raise ValueError("owner.receiver needs exactly one of webhook_url, email")
+        return self
+
+
+class OwnerConfig(Strict):
+    team: str = Field(pattern=TEAM_RE, description="label `team` on every alert of the tenant; Alertmanager "
+                      "routes on it to the team's receiver")
+    receiver: Receiver
+
+
+class QualityJobConfig(Strict):
+    max_age_hours: float = Field(default=24, gt=0, description="MLPlatformQualityJobStale fires when the newest "
+                                 "quality record (mlplatform quality) is older than this, or there is none")
+
+
 # --- the tenant ---------------------------------------------------------------------------------
 
 
@@ -591,6 +628,9 @@ class TenantConfig(Strict):
     retraining: RetrainingPolicy = RetrainingPolicy()
     rollout: RolloutConfig = RolloutConfig()
     loop: LoopConfig = LoopConfig()
+    owner: OwnerConfig | None = Field(default=None, description="the team alerts are routed to; none: the "
+                                      "platform's default receiver")
+    quality: QualityJobConfig = QualityJobConfig()
     cluster: ClusterConfig = ClusterConfig()
 
     # where the file was loaded from; tenant-relative paths resolve against it

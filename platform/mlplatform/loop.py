@@ -291,7 +291,8 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
         url = backend.up()
         log("proxy and stable model server up", proxy=url)
         rules = render_rules(tenant_file, run_dir / "monitoring", overrides=RULE_OVERRIDES)
-        stack = MonitoringStack(run_dir / "monitoring", rule_files=[rules], webhook_url=f"{webhook.url}/alerts")
+        stack = MonitoringStack(run_dir / "monitoring", rule_files=[rules], webhook_url=f"{webhook.url}/alerts",
+                                tenants=[cfg])
         stack.set_targets({"webhook": [webhook.url.split("://", 1)[1]]})
         # Prometheus discovers the model servers the rollout starts from the backend's targets file
         serving_targets = stack.folder / "targets" / "serving.json"

@@ -9,7 +9,8 @@ import json
 import pytest
 import yaml
 
-from mlplatform.config import ClusterConfig, DriftConfig, ServingConfig, load_tenant, parse_tenant, tenant_json_schema
+from mlplatform.config import (ClusterConfig, DriftConfig, QualityJobConfig, ServingConfig, load_tenant, parse_tenant,
+                               tenant_json_schema)
 
 from cluster_helpers import REPO_ROOT, tenant_files
 
@@ -30,6 +31,7 @@ def test_chart_defaults_equal_tenantconfig_defaults():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["serving"] == ServingConfig().model_dump(mode="json")
     assert values["drift"] == DriftConfig().model_dump(mode="json")
+    assert values["quality"] == QualityJobConfig().model_dump(mode="json")
     assert values["cluster"] == ClusterConfig().model_dump(mode="json", exclude_none=True)
 
 
@@ -38,7 +40,7 @@ def test_placeholder_keys_are_all_required_by_the_schema():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     schema = tenant_json_schema()
     defs = schema["$defs"]
-    placeholder = {k: v for k, v in values.items() if k not in {"serving", "drift", "cluster"}}
+    placeholder = {k: v for k, v in values.items() if k not in {"serving", "drift", "quality", "cluster"}}
     assert set(placeholder) == set(schema["required"])
     for section, model in (("data", "DataConfig"), ("features", "FeaturesConfig"), ("model", "ModelConfig")):
         assert set(placeholder[section]) <= set(defs[model]["required"]), section

@@ -307,11 +307,46 @@ def test_gate_compares_with_the_champion_scored_on_the_same_rows(registry_copy):
     assert mv.tags["compared_with"] == "v1" and mv.tags["compared_on"] == "same validation rows"
     assert f"{champ_here['champion_pr_auc']:.4f}" in mv.tags["gate"]
 
-    # scored against another version than the current champion: the recorded figures are used
+    # scored against another version than the current champion: only the recorded figures are left,
+    # from another window, and the gate refuses to promote on them
     run_id = _candidate_run(client, harder | champ_here, {"champion_evaluated": "7"})
     reg = mlflow_registry.register(cfg, ws, run_id, tf.records["train"]["model_uri"], _lineage(tf))
     assert not reg.passed and "pr_auc" in reg.decision
+    assert "the training run scored v7, but v1 is the champion now" in reg.decision
     assert client.get_model_version("fraud", reg.version).tags["compared_on"] == "champion's own validation rows"
+
+
+def test_a_champion_that_cannot_be_rescored_is_recorded_and_the_gate_refuses_it(registry_copy, caplog):
+    """Scoring the champion raises: training goes on, the exception is logged with its traceback,
+    the run records champion_rescore_failed=1 and why, and the gate refuses to promote on the
+    champion's recorded figures unless the tenant file allows it."""
+    from mlplatform.registry import champion_eval
+    from mlplatform.registry.loading import load_by_alias
+    from mlplatform.training.champion import evaluate_champion
+
+    tf, ws, client = registry_copy
+    cfg = load_tenant(tf.tenant_file)
+    _, _, model = load_by_alias(cfg, ws, "champion")
+    frame = pd.DataFrame({f: ["n/a"] * 5 for f in model.feature_names})  # xgboost cannot score text
+    champ = evaluate_champion(cfg, ws, frame, lambda m, predict, feats: {"pr_auc": float(predict(m, frame[feats]).mean())})
+    assert champ.version == "1" and champ.metrics is None and "raised" in champ.error
+    assert any(r.exc_info for r in caplog.records if "could not be scored" in r.getMessage())
+
+    recorded = dict(client.get_run(tf.records["train"]["run_id"]).data.metrics)
+    better = {"pr_auc": recorded["pr_auc"] + 0.01, "roc_auc": recorded["roc_auc"]}  # passes on the numbers
+    tags, metrics = champion_eval.run_fields(champ.version, champ.metrics, champ.error)
+    run_id = _candidate_run(client, better | metrics, tags)
+    assert client.get_run(run_id).data.metrics[champion_eval.FAILED] == 1.0
+    reg = mlflow_registry.register(cfg, ws, run_id, tf.records["train"]["model_uri"], _lineage(tf))
+    assert not reg.passed and reg.aliases == []
+    reason = client.get_model_version("fraud", reg.version).tags["rejected_reason"]
+    assert "refused" in reason and champ.error[:60] in reason and "allow_recorded_champion_metrics" in reason
+
+    gates = cfg.metrics.gates.model_copy(update={"allow_recorded_champion_metrics": True})
+    allowed = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"gates": gates})})
+    reg = mlflow_registry.register(allowed, ws, run_id, tf.records["train"]["model_uri"], _lineage(tf))
+    assert reg.passed and reg.aliases == ["challenger"], reg.decision
+    assert "allowed by metrics.gates.allow_recorded_champion_metrics" in reg.decision
 
 
 def test_champion_is_scored_on_given_rows_or_skipped_with_a_reason(session, caplog):
@@ -324,7 +359,8 @@ def test_champion_is_scored_on_given_rows_or_skipped_with_a_reason(session, capl
     _, _, model = load_by_alias(cfg, ws, "champion")  # the workspace's own store, whatever ran before
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.random((50, len(model.feature_names))), columns=model.feature_names)
-    version, out = evaluate_champion(cfg, ws, frame, lambda m, predict, feats: {"n": float(len(predict(m, frame[feats])))})
-    assert version == "1" and out == {"n": 50.0}
-    assert evaluate_champion(cfg, ws, frame.drop(columns=[model.feature_names[0]]), lambda *a: {"n": 1.0}) is None
+    scored = evaluate_champion(cfg, ws, frame, lambda m, predict, feats: {"n": float(len(predict(m, frame[feats])))})
+    assert scored.version == "1" and scored.metrics == {"n": 50.0} and scored.error is None
+    skipped = evaluate_champion(cfg, ws, frame.drop(columns=[model.feature_names[0]]), lambda *a: {"n": 1.0})
+    assert skipped.version == "1" and skipped.metrics is None and model.feature_names[0] in skipped.error
     assert model.feature_names[0] in caplog.text

@@ -132,3 +132,40 @@ def test_metrics_and_unknown_routes(setup):
     r = client.get("/nope")
     assert r.status_code == 404 and r.json()["error"]
     assert client.get("/alerts").status_code == 405
+
+
+def test_an_invalid_tenant_file_is_an_error_with_its_message_not_an_unknown_tenant(setup, tmp_path):
+    """A typo in the tenant file used to read `ignored:unknown-tenant`, turning retraining off under
+    a misleading label. Now: an error outcome with the validation message, counted, exported as
+    mlplatform_webhook_tenant_file_valid 0 (MLPlatformTenantFileInvalid fires on it), and back to 1
+    once the file is fixed, without waiting for the next alert."""
+    client, calls, _, _ = setup
+    tenant_file = client.app.state.controller.tenant_files["fraud"]
+    good = tenant_file.read_text()
+    tenant_file.write_text(good.replace("drift:", "drfit:", 1))
+    r = client.post("/alerts", json=payload(alert(fp="t1"), alert(fp="u1", tenant="nosuchtenant")))
+    typo, unknown = r.json()["results"]
+    assert typo["outcome"] == "error:invalid-tenant-file" and unknown["outcome"] == "ignored:unknown-tenant"
+    assert "drfit: unknown key" in typo["error"] and str(tenant_file) in typo["error"]
+    assert "error" not in unknown and calls == []
+    text = client.get("/metrics").text
+    assert _sample(text, 'mlplatform_webhook_tenant_file_errors_total{tenant="fraud"}') == 1
+    assert _sample(text, 'mlplatform_webhook_alerts_total{alertname="MLPlatformFeatureDrift",outcome="error",'
+                         'tenant="fraud"}') == 1
+    assert 'mlplatform_webhook_tenant_file_valid{tenant="fraud"} 0.0' in text
+    assert "nosuchtenant" not in text.split("mlplatform_webhook_tenant_file_valid", 1)[1]
+    states = client.get("/tenants").json()["tenants"]
+    assert states["fraud"]["valid"] is False and "drfit: unknown key" in states["fraud"]["error"]
+
+    tenant_file.write_text(good)  # fixed: valid again on the next scrape, retraining works again
+    assert 'mlplatform_webhook_tenant_file_valid{tenant="fraud"} 1.0' in client.get("/metrics").text
+    assert client.get("/tenants").json()["tenants"]["fraud"] == {"valid": True, "error": None}
+    assert client.post("/alerts", json=payload(alert(fp="t2"))).json()["results"][0]["outcome"] == "started"
+
+
+def test_a_configured_tenant_file_that_is_missing_is_an_error(tmp_path):
+    app = create_app(Workspace(tmp_path / "home"), launcher=lambda *a: None,
+                     tenant_files={"fraud": tmp_path / "gone" / "tenant.yaml"})
+    with TestClient(app) as client:
+        (result,) = client.post("/alerts", json=payload(alert(fp="g"))).json()["results"]
+    assert result["outcome"] == "error:invalid-tenant-file" and "does not exist" in result["error"]

@@ -80,3 +80,17 @@ def test_missing_metric_for_the_comparison_fails(side):
     d = evaluate_gate(cand, champ, gates)
     assert not d.passed
     assert d.reasons == ["recall_at_fpr_0.01 missing from candidate or champion metrics"]
+
+
+def test_recorded_champion_figures_are_refused_unless_allowed():
+    """The champion could not be scored on the candidate's rows: its recorded figures come from
+    another window, so the gate refuses, saying why and how to allow it."""
+    d = evaluate_gate({"pr_auc": 0.7, "roc_auc": 0.97}, CHAMPION, GATES, recorded_because="scoring raised KeyError")
+    assert not d.passed and len(d.reasons) == 1
+    assert "scoring raised KeyError" in d.reasons[0] and "allow_recorded_champion_metrics: true" in d.reasons[0]
+    allowed = GATES.model_copy(update={"allow_recorded_champion_metrics": True})
+    d = evaluate_gate({"pr_auc": 0.7, "roc_auc": 0.97}, CHAMPION, allowed, recorded_because="scoring raised KeyError")
+    assert d.passed and any("allowed by" in c for c in d.checks)
+    # no champion, or no comparison with it: nothing to refuse
+    assert evaluate_gate({"pr_auc": 0.7, "roc_auc": 0.97}, None, GATES, recorded_because="x").passed
+    assert evaluate_gate({"pr_auc": 0.7}, CHAMPION, Gates(minimum={"pr_auc": 0.3}), recorded_because="x").passed

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kube-prometheus-stack: Prometheus (selecting ServiceMonitors and PrometheusRules in every
-# namespace), Alertmanager (routing drift alerts to the retraining webhook) and Grafana.
+# namespace), Alertmanager (routing drift alerts to the retraining webhook and each tenant's alerts
+# to its owner, rendered from the tenant files: re-run after adding a tenant) and Grafana.
 # shellcheck source=platform/cluster/lib.sh
 source "$(dirname "$0")/../lib.sh"
 case "$(action "$@")" in
@@ -9,7 +10,9 @@ case "$(action "$@")" in
     h upgrade --install kube-prometheus-stack kube-prometheus-stack \
       --repo https://prometheus-community.github.io/helm-charts --version "${KUBE_PROMETHEUS_STACK_VERSION}" \
       -n "${NS_MONITORING}" --create-namespace --wait --timeout 15m \
-      -f <(sed -e "s/__NS_PLATFORM__/${NS_PLATFORM}/g" "${CLUSTER_DIR}/values/kube-prometheus-stack.yaml")
+      -f <(sed -e "s/__NS_PLATFORM__/${NS_PLATFORM}/g" "${CLUSTER_DIR}/values/kube-prometheus-stack.yaml") \
+      -f <("${REPO_ROOT}/.venv/bin/mlplatform" alertmanager-config "${REPO_ROOT}"/examples/*/tenant.yaml \
+            --webhook-url "http://retrain-webhook.${NS_PLATFORM}.svc:9095/alerts")
     wait_crds servicemonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com
     wait_deployments "${NS_MONITORING}"
     ;;

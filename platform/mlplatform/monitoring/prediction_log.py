@@ -14,7 +14,10 @@ arrives later and is joined on (request_id, row, item_id) by mlplatform.monitori
 
 Cheap on the request path: `record()` appends to an in-memory list under a lock; a daemon thread
 writes a segment every `flush_seconds` (and at exit). Segments are immutable once written (written
-to a temporary name, then renamed), so readers never see half a file. Shadow and stable servers
+to a temporary name, then renamed), so readers never see half a file. A failed write keeps its rows
+for the next try (bounded: beyond 2 x MAX_BUFFER the oldest are dropped) and is never silent: write
+errors, dropped rows, buffered rows and the time of the last successful flush are Prometheus
+metrics (monitoring/health.py), and the first error of a run of failures is logged. Shadow and stable servers
 that receive the same mirrored request log the same request_id when the proxy sets X-Request-ID
 (nginx: `proxy_set_header X-Request-ID $request_id;`), which is the join key for comparing them.
 """
@@ -23,8 +26,10 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import os
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,8 +41,10 @@ import pyarrow as pa
 import pyarrow.pandas_compat  # noqa: F401
 import pyarrow.parquet as pq
 
+from mlplatform.monitoring.health import health_metrics
 from mlplatform.workspace import Workspace
 
+log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
 MAX_BUFFER = 50_000  # rows; beyond this a flush is forced (bounded memory if the writer stalls)
 
@@ -57,14 +64,23 @@ def request_id(headers: dict[str, str] | None, fallback: str | None = None) -> s
 
 class PredictionLog:
     def __init__(self, ws: Workspace, tenant: str, role: str, key_columns: list[str],
-                 time_column: str | None = None, flush_seconds: float = FLUSH_SECONDS):
+                 time_column: str | None = None, flush_seconds: float = FLUSH_SECONDS,
+                 max_buffer: int = MAX_BUFFER):
         self.folder = predictions_dir(ws, tenant, role)
         self.role = role
         self.key_columns = list(key_columns)
         self.time_column = time_column
         self.flush_seconds = flush_seconds
+        self.max_buffer = max_buffer
         self._rows: list[tuple] = []
         self.dropped = 0  # rows given up after writes kept failing with a full buffer
+        self.failing = False  # the last write failed (the first failure of a run is logged)
+        m = health_metrics()
+        self._dropped_metric = m.log_dropped.labels(tenant, role)
+        self._errors_metric = m.log_errors.labels(tenant, role)
+        self._flushed_metric = m.log_flushed.labels(tenant, role)
+        self._flushed_metric.set(time.time())  # an empty buffer: healthy from the start
+        m.log_buffered.labels(tenant, role).set_function(lambda: len(self._rows))
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._seq = itertools.count()
@@ -92,22 +108,24 @@ class PredictionLog:
     def _append(self, rows: list[tuple]) -> None:
         with self._lock:
             self._rows.extend(rows)
-            full = len(self._rows) >= MAX_BUFFER
+            full = len(self._rows) >= self.max_buffer
         if full:
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - serving goes on; the rows stay buffered for the next try
                 with self._lock:
-                    overflow = len(self._rows) - 2 * MAX_BUFFER
+                    overflow = len(self._rows) - 2 * self.max_buffer
                     if overflow > 0:  # bounded memory while the writer fails: the oldest go, counted
                         del self._rows[:overflow]
                         self.dropped += overflow
+                        self._dropped_metric.inc(overflow)
 
     def flush(self) -> Path | None:
         with self._write_lock:
             with self._lock:
                 rows, self._rows = self._rows, []
             if not rows:
+                self._flushed_metric.set(time.time())
                 return None
             try:
                 df = pd.DataFrame.from_records(rows, columns=self.columns)
@@ -119,17 +137,26 @@ class PredictionLog:
                 # during interpreter shutdown (the final flush at exit)
                 pq.write_table(pa.Table.from_pandas(df, preserve_index=False, nthreads=1), tmp)
                 tmp.replace(path)
-            except BaseException:
+            except BaseException as err:
                 with self._lock:  # not written (a full disk, ...): back in front, for the next flush
                     self._rows[:0] = rows
+                self._errors_metric.inc()
+                if not self.failing:
+                    log.error("prediction log %s: write failed, %d rows kept in memory: %s: %s",
+                              self.folder, len(rows), type(err).__name__, err)
+                self.failing = True
                 raise
+            if self.failing:
+                log.warning("prediction log %s: writing again", self.folder)
+            self.failing = False
+            self._flushed_metric.set(time.time())
             return path
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - a full disk must not kill serving; retried next tick
+            except Exception:  # noqa: BLE001 - a full disk must not kill serving; counted, logged, retried next tick
                 pass
 
     def close(self) -> None:

@@ -15,7 +15,10 @@ The job is the task's (`mlplatform.tasks.task_for(cfg).quality_job`: label_quali
 tenants, ranking_quality for ranking ones). The result is written to
 `<home>/tenants/<name>/quality/latest.json`; the monitor process (the webhook) exports it as
 `mlplatform_model_quality{tenant, model, version, metric}` on scrape, and alert
-MLPlatformModelQualityDecay compares it with the tenant's gate minimum.
+MLPlatformModelQualityDecay compares it with the tenant's gate minimum. When the record was
+computed is `mlplatform_model_quality_computed_timestamp_seconds{tenant, role}`: a quality job that
+stopped running (or never ran) fires MLPlatformQualityJobStale (`quality.max_age_hours`), since a
+decay alert cannot fire on quality nobody computes.
 
 Ranking tenants (`task: ranking`): the label is user feedback on the served result lists. The
 predictor logs every list it returns (prediction_log.RankingLog); feedback files (clicks, see
@@ -260,12 +263,18 @@ class QualityCollector:
                               labels=["tenant", "model", "version", "metric"])
         n = GaugeMetricFamily("mlplatform_model_quality_labelled_rows", "Labelled predictions behind the quality",
                               labels=["tenant", "model", "version"])
+        at = GaugeMetricFamily("mlplatform_model_quality_computed_timestamp_seconds",
+                               "When the quality job last wrote the tenant's quality record", labels=["tenant", "role"])
         for path in sorted((self.ws.home / "tenants").glob("*/quality/latest.json")):
             try:
                 rec = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
             tenant = rec.get("tenant", path.parents[1].name)
+            try:
+                at.add_metric([tenant, str(rec.get("role", "stable"))], datetime.fromisoformat(rec["computed_at"]).timestamp())
+            except (KeyError, TypeError, ValueError):
+                pass  # an older record without a time: no timestamp, so the staleness alert sees none
             for version, metrics in rec.get("versions", {}).items():
                 for m, value in metrics.items():
                     if m not in self.COUNTS and isinstance(value, (int, float)) and value == value:  # not NaN
@@ -273,3 +282,4 @@ class QualityCollector:
                 n.add_metric([tenant, tenant, version], metrics.get("labelled_rows", 0))
         yield q
         yield n
+        yield at

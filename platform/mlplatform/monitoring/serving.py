@@ -1,8 +1,10 @@
 """What a predictor does for monitoring, per request: drift histograms and the prediction log.
 
 `PredictionMonitor.for_model(cfg, ws, run_id, labels, log=...)` is called by the predictor's load():
-- loads the model's drift reference (MLflow artifact `drift/reference.json` of the version's run;
-  a model without one is served without drift gauges and says so on stderr);
+- loads the model's drift reference (MLflow artifact `drift/reference.json` of the version's run);
+  a model without one (or with an unreadable one) is served without drift gauges, which no drift
+  alert could ever notice: `mlplatform_drift_reference_loaded` says 0 (monitoring/health.py),
+  MLPlatformDriftReferenceMissing fires, and the reason is logged;
 - registers a collector that computes `mlplatform_drift_psi` / `mlplatform_drift_ks`
   {tenant, model, version, role, feature} from the window counts *on scrape* (F x bins numbers:
   microseconds), so the request path only bins its rows;
@@ -15,7 +17,7 @@ reads out of a DataFrame.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from typing import Any
 
@@ -24,8 +26,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from mlplatform.monitoring.drift import SCORE, DriftReference, StreamingHistograms, load_reference
+from mlplatform.monitoring.health import health_metrics
 from mlplatform.monitoring.prediction_log import PredictionLog, request_id
 
+_log = logging.getLogger(__name__)  # `log` is the prediction log here
 LABELS = ["tenant", "model", "version", "role", "feature"]
 
 
@@ -97,10 +101,19 @@ class PredictionMonitor:
     @classmethod
     def for_model(cls, cfg, ws, run_id: str | None, labels: dict[str, str], *, log: PredictionLog | None = None,
                   register: bool = True) -> "PredictionMonitor":
-        reference = load_reference(run_id) if run_id else None
+        reference, why = None, "the version has no MLflow run"
+        if run_id:
+            try:
+                reference = load_reference(run_id)
+                why = "no drift/reference.json in its MLflow run"
+            except Exception as err:  # noqa: BLE001 - unreadable: serve without drift, and say so
+                why = f"drift/reference.json unreadable: {type(err).__name__}: {err}"
+        if register:
+            loaded = 0.0 if reference is None else 1.0
+            health_metrics().drift_reference.set(labels, lambda: loaded)
         if reference is None:
-            print(f"mlplatform: {cfg.name} v{labels.get('version')}: no drift reference in MLflow; "
-                  f"drift gauges are off for this model", file=sys.stderr)
+            _log.error("%s v%s (%s): %s; drift gauges are off for this model (mlplatform_drift_reference_loaded 0)",
+                       cfg.name, labels.get("version"), labels.get("role"), why)
         monitor = cls(labels, reference, log, cfg.drift.window_rows, cfg.drift.min_rows)
         if register:
             drift_collector().add(monitor)

@@ -11,7 +11,9 @@
 Targets are file-based service discovery (`targets/*.json`): `set_targets` rewrites them and
 Prometheus picks the change up without a restart (canary/shadow servers come and go in a rollout).
 Alertmanager routes every alert with a `tenant` label to the webhook, grouped by tenant and alert
-name; group_wait/group_interval are short for the demo and configurable.
+name, and each alert of a tenant whose file names an owner to that team's receiver
+(monitoring/alert_routing.py, as in the cluster); group_wait/group_interval are short for the demo
+and configurable.
 
 Binaries: $MLPLATFORM_PROMETHEUS / $MLPLATFORM_ALERTMANAGER, else `prometheus` and
 `alertmanager` / `prometheus-alertmanager` (Debian's name) on PATH.
@@ -30,6 +32,8 @@ import httpx
 import yaml
 
 from mlplatform import processes
+from mlplatform.config import TenantConfig
+from mlplatform.monitoring.alert_routing import alertmanager_config
 
 
 class StackError(RuntimeError):
@@ -53,11 +57,13 @@ def find_alertmanager() -> str | None:
 
 class MonitoringStack:
     def __init__(self, folder: str | Path, *, rule_files: list[str | Path] = (), webhook_url: str | None = None,
+                 tenants: list[TenantConfig] = (),
                  scrape_interval: str = "2s", evaluation_interval: str = "2s", group_wait: str = "1s",
                  group_interval: str = "2s", repeat_interval: str = "1h", resolve_timeout: str = "5m"):
         self.folder = Path(folder).resolve()
         self.rule_files = [Path(r).resolve() for r in rule_files]
         self.webhook_url = webhook_url
+        self.tenants = list(tenants)
         self.scrape_interval, self.evaluation_interval = scrape_interval, evaluation_interval
         self.group_wait, self.group_interval, self.repeat_interval = group_wait, group_interval, repeat_interval
         self.resolve_timeout = resolve_timeout
@@ -94,15 +100,9 @@ class MonitoringStack:
         }
 
     def alertmanager_config(self) -> dict[str, Any]:
-        receivers: list[dict[str, Any]] = [{"name": "null"}]
-        route: dict[str, Any] = {"receiver": "null", "group_by": ["tenant", "alertname"],
-                                 "group_wait": self.group_wait, "group_interval": self.group_interval,
-                                 "repeat_interval": self.repeat_interval, "routes": []}
-        if self.webhook_url:
-            receivers.append({"name": "mlplatform-webhook",
-                              "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}]})
-            route["routes"].append({"receiver": "mlplatform-webhook", "matchers": ['tenant=~".+"']})
-        return {"global": {"resolve_timeout": self.resolve_timeout}, "route": route, "receivers": receivers}
+        return alertmanager_config(self.tenants, webhook_url=self.webhook_url, webhook_matchers=['tenant=~".+"'],
+                                   group_wait=self.group_wait, group_interval=self.group_interval,
+                                   repeat_interval=self.repeat_interval, resolve_timeout=self.resolve_timeout)
 
     # --- processes ----------------------------------------------------------------------------------
 

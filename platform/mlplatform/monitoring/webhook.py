@@ -8,9 +8,18 @@ POST /alerts    Alertmanager webhook payload (version "4"). Invalid JSON or shap
                 started unless one is already active for the tenant, or the tenant is in its
                 cool-down (`retraining.cooldown_minutes` since the last start). One incident, many
                 alerts (several drifted features, repeated notifications) -> one run.
+                Per alert, `outcome` says what happened. A tenant with no tenant file anywhere is
+                `ignored:unknown-tenant`; a tenant whose file exists but cannot be used (a typo, a
+                plug-in that does not load) is `error:invalid-tenant-file` with the validation
+                message in `error`: retraining is off for it until the file is fixed, so that is
+                counted in mlplatform_webhook_tenant_file_errors_total{tenant} and alerted
+                (MLPlatformTenantFileInvalid), not ignored.
 GET  /retrains  the runs started, newest last (persisted in <home>/monitoring/webhook/state.json)
+GET  /tenants   every tenant an alert named: {tenant: {valid, error}} (the validation message)
 GET  /metrics   mlplatform_webhook_alerts_total{tenant, alertname, outcome},
-                mlplatform_webhook_retrains_total{tenant}, and the model quality gauges
+                mlplatform_webhook_retrains_total{tenant},
+                mlplatform_webhook_tenant_file_errors_total{tenant},
+                mlplatform_webhook_tenant_file_valid{tenant} (1/0), and the model quality gauges
                 (mlplatform.monitoring.quality) of the workspace: this is the monitor process
                 Prometheus scrapes.
 GET  /healthz
@@ -23,6 +32,7 @@ train_deploy pipeline through kfp.local), logging to <home>/monitoring/webhook/r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -39,8 +49,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mlplatform.config import TenantConfig, TenantConfigError, load_tenant
 from mlplatform.workspace import Workspace
 
+log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 Launcher = Callable[[str, Path, str], "int | None"]
+
+
+class UnknownTenant(LookupError):
+    """No tenant file for this name anywhere the webhook looks."""
 
 
 # --- the payload (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config) --------
@@ -127,7 +142,8 @@ class RetrainState:
 
 
 class RetrainController:
-    """Decides per alert: started | active | cooldown | duplicate | ignored:<why>. Thread-safe."""
+    """Decides per alert: started | active | cooldown | duplicate | ignored:<why> | error:<what>
+    (`last_error` then holds the message). Thread-safe."""
 
     def __init__(self, ws: Workspace, launcher: Launcher | None = None,
                  tenant_files: dict[str, Path] | None = None, clock: Callable[[], float] = time.time,
@@ -138,18 +154,42 @@ class RetrainController:
         self.clock = clock
         self.is_active = is_active or (lambda r: pid_alive(r.get("pid")))
         self.state = RetrainState.load(ws.home / "monitoring" / "webhook" / "state.json")
+        self.last_error = ""  # the message of the last error:<what> outcome
+        self.tenant_errors: dict[str, str | None] = {}  # tenant -> why its file is invalid (None: valid)
         self._lock = threading.Lock()
 
     def tenant(self, name: str) -> tuple[TenantConfig, Path]:
+        """The tenant's config; UnknownTenant when no file exists for it, TenantConfigError when
+        one exists but is not a valid tenant file (or holds another tenant)."""
         path = self.tenant_files.get(name)
         if path is None:
             from mlplatform.tenants import resolve_tenant_path
 
-            path = resolve_tenant_path(name)
+            try:
+                path = resolve_tenant_path(name)
+            except TenantConfigError as err:  # it looked everywhere and found no file
+                raise UnknownTenant(str(err)) from None
+        elif not path.exists():
+            raise TenantConfigError(f"{path}: the tenant file configured for {name!r} does not exist")
         cfg = load_tenant(path)
         if cfg.name != name:
             raise TenantConfigError(f"{path} holds tenant {cfg.name!r}, not {name!r}")
         return cfg, path
+
+    def tenant_file_states(self) -> dict[str, str | None]:
+        """Every tenant an alert named, with why its file is invalid (None: valid). Invalid ones are
+        loaded again first, so a fixed file shows as valid without waiting for the next alert."""
+        for name, error in list(self.tenant_errors.items()):
+            if error is None:
+                continue
+            try:
+                self.tenant(name)
+                self.tenant_errors[name] = None
+            except UnknownTenant:  # the file was removed: no tenant, nothing invalid
+                self.tenant_errors.pop(name, None)
+            except (TenantConfigError, OSError, ValueError) as err:
+                self.tenant_errors[name] = str(err)
+        return dict(self.tenant_errors)
 
     def handle(self, alert: AMAlert) -> tuple[str, dict[str, Any] | None]:
         name = alert.labels.get("alertname", "")
@@ -160,8 +200,14 @@ class RetrainController:
             return "ignored:no-tenant-label", None
         try:
             cfg, path = self.tenant(tenant)
-        except (TenantConfigError, FileNotFoundError, ValueError):
+        except UnknownTenant:
             return "ignored:unknown-tenant", None
+        except (TenantConfigError, OSError, ValueError) as err:  # the file exists but cannot be used
+            self.last_error = self.tenant_errors[tenant] = str(err)
+            log.error("alert %s for tenant %s: its tenant file is invalid, retraining is off until it is fixed:\n%s",
+                      name, tenant, err)
+            return "error:invalid-tenant-file", None
+        self.tenant_errors[tenant] = None
         if not cfg.retraining.enabled:
             return "ignored:retraining-disabled", None
         if name not in cfg.retraining.alerts:
@@ -194,6 +240,27 @@ class RetrainController:
 # --- the HTTP app -----------------------------------------------------------------------------------
 
 
+class TenantFileCollector:
+    """`mlplatform_webhook_tenant_file_valid{tenant}`: 1/0 for every tenant an alert named (on scrape;
+    invalid files are re-read, so the alert resolves once the file is fixed)."""
+
+    def __init__(self, ctl: RetrainController):
+        self.ctl = ctl
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        valid = GaugeMetricFamily("mlplatform_webhook_tenant_file_valid", "1 when the webhook can load the tenant's "
+                                  "file, 0 when it exists but is invalid (retraining is off)", labels=["tenant"])
+        for tenant, error in sorted(self.ctl.tenant_file_states().items()):
+            valid.add_metric([tenant], 0.0 if error else 1.0)
+        yield valid
+
+
+
 def create_app(ws: Workspace, controller: RetrainController | None = None, **controller_args):
     from prometheus_client import CollectorRegistry, Counter, generate_latest
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -210,7 +277,10 @@ def create_app(ws: Workspace, controller: RetrainController | None = None, **con
                            ["tenant", "alertname", "outcome"], registry=registry)
     retrains_total = Counter("mlplatform_webhook_retrains", "Retraining runs started", ["tenant"], registry=registry)
     bad_total = Counter("mlplatform_webhook_bad_requests", "Rejected webhook requests", ["status"], registry=registry)
+    tenant_errors = Counter("mlplatform_webhook_tenant_file_errors", "Alerts for a tenant whose tenant file exists "
+                            "but is invalid (retraining is off for it)", ["tenant"], registry=registry)
     registry.register(QualityCollector(ws))
+    registry.register(TenantFileCollector(ctl))
 
     def error(status: int, message: str) -> JSONResponse:
         bad_total.labels(str(status)).inc()
@@ -234,17 +304,28 @@ def create_app(ws: Workspace, controller: RetrainController | None = None, **con
             return error(400, f"not an Alertmanager webhook payload (version 4): {problems}")
         results = []
         for a in payload.alerts:
+            # no await between handle() and reading last_error: no other request runs in between
             outcome, record = ctl.handle(a)
+            error_message = ctl.last_error if outcome.startswith("error:") else None
             tenant, name = a.labels.get("tenant", ""), a.labels.get("alertname", "")
             alerts_total.labels(tenant, name, outcome.split(":")[0]).inc()
             if outcome == "started":
                 retrains_total.labels(tenant).inc()
-            results.append({"alertname": name, "tenant": tenant, "outcome": outcome,
-                            "run_id": record["run_id"] if record else None})
+            if outcome == "error:invalid-tenant-file":
+                tenant_errors.labels(tenant).inc()
+            result = {"alertname": name, "tenant": tenant, "outcome": outcome,
+                      "run_id": record["run_id"] if record else None}
+            if error_message is not None:
+                result["error"] = error_message
+            results.append(result)
         return JSONResponse({"results": results})
 
     async def retrains(_: Request):
         return JSONResponse({"retrains": [dict(r, active=ctl.is_active(r)) for r in ctl.state.retrains]})
+
+    async def tenants(_: Request):
+        states = ctl.tenant_file_states()
+        return JSONResponse({"tenants": {t: {"valid": e is None, "error": e} for t, e in sorted(states.items())}})
 
     async def metrics(_: Request):
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -255,7 +336,7 @@ def create_app(ws: Workspace, controller: RetrainController | None = None, **con
     async def not_found(request: Request, exc):
         return JSONResponse({"error": f"{request.method} {request.url.path}: {exc.detail}"}, status_code=exc.status_code)
 
-    app = Starlette(routes=[Route("/alerts", alerts, methods=["POST"]), Route("/retrains", retrains),
+    app = Starlette(routes=[Route("/alerts", alerts, methods=["POST"]), Route("/retrains", retrains), Route("/tenants", tenants),
                             Route("/metrics", metrics), Route("/healthz", healthz)],
                     exception_handlers={404: not_found, 405: not_found})
     app.state.controller = ctl

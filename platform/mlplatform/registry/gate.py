@@ -3,6 +3,11 @@
 A candidate passes when every `minimum` is met and, if a champion exists, no metric in
 `max_regression` falls below the champion's by more than its tolerance. Each check reads as the
 comparison that held: `roc_auc 0.8100 >= minimum 0.5500` when it passed, `... < minimum ...` when not.
+
+The champion's figures should come from the candidate's own validation rows (champion_eval.py).
+When they could not (`recorded_because` says why), the comparison is with the figures recorded when
+the champion was trained, on another window; that fails the gate unless the tenant file sets
+`metrics.gates.allow_recorded_champion_metrics`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ class Decision:
         return "passed: " + "; ".join(self.checks) if self.passed else "rejected: " + "; ".join(self.reasons)
 
 
-def evaluate_gate(candidate: dict[str, float], champion: dict[str, float] | None, gates: Gates) -> Decision:
+def evaluate_gate(candidate: dict[str, float], champion: dict[str, float] | None, gates: Gates,
+                  recorded_because: str | None = None) -> Decision:
+    """`recorded_because`: set when `champion` holds the champion's recorded figures (not its scores on
+    the candidate's rows), saying why."""
     decision = Decision(passed=True)
 
     def check(ok: bool, text: str) -> None:
@@ -44,6 +52,13 @@ def evaluate_gate(candidate: dict[str, float], champion: dict[str, float] | None
                 continue
             ok = candidate[metric] >= champion[metric] - tolerance
             check(ok, f"{metric} {candidate[metric]:.4f} {_holds(ok)} champion {champion[metric]:.4f} - {tolerance:g}")
+        if recorded_because is not None and gates.max_regression:
+            allowed = gates.allow_recorded_champion_metrics
+            check(allowed, f"champion compared on its recorded figures (another validation window), not on this "
+                           f"run's rows: {recorded_because}; "
+                           + ("allowed by metrics.gates.allow_recorded_champion_metrics" if allowed else
+                              "refused: retrain so the champion is scored on the same rows, or set "
+                              "metrics.gates.allow_recorded_champion_metrics: true"))
     return decision
 
 

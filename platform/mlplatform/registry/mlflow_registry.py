@@ -122,6 +122,17 @@ def champion_version(client: MlflowClient, name: str):
         return None
 
 
+def recorded_reason(run_metrics: dict[str, float], run_tags: dict[str, str], champion: str) -> str:
+    """Why the run has no figures of champion `champion` on its own rows."""
+    error = champion_eval.rescore_error(run_metrics, run_tags)
+    if error is not None:
+        return error
+    scored = run_tags.get(champion_eval.TAG)
+    if scored:
+        return f"the training run scored v{scored}, but v{champion} is the champion now"
+    return f"the training run did not score champion v{champion} (there was none when it trained)"
+
+
 def register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, lineage: dict[str, str]) -> Registered:
     """Register the run's model as a new version, tag its lineage, and apply the promotion gate.
 
@@ -140,13 +151,16 @@ def register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, line
     run = client.get_run(run_id)
     metrics = {k: v for k, v in run.data.metrics.items() if not k.startswith(champion_eval.PREFIX)}
     champ = champion_version(client, name)
-    champ_metrics, basis = None, None
+    champ_metrics, basis, recorded_because = None, None, None
     if champ is not None:  # prefer the champion scored on this run's validation rows (champion_eval.py)
         champ_metrics = champion_eval.from_run(run.data.metrics, run.data.tags, champ.version)
         basis = "same validation rows"
         if champ_metrics is None:
-            champ_metrics, basis = version_metrics(client, name, champ.version), "champion's own validation rows"
-    decision: Decision = evaluate_gate(metrics, champ_metrics, cfg.metrics.gates)
+            champ_metrics = version_metrics(client, name, champ.version)
+            if champ.run_id != run_id:  # the champion's own run is the same rows by definition
+                basis = "champion's own validation rows"
+                recorded_because = recorded_reason(run.data.metrics, run.data.tags, str(champ.version))
+    decision: Decision = evaluate_gate(metrics, champ_metrics, cfg.metrics.gates, recorded_because)
     client.set_model_version_tag(name, version, "gate", decision.summary())
     if champ_metrics:
         client.set_model_version_tag(name, version, "compared_with", f"v{champ.version}")

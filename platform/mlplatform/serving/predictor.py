@@ -101,8 +101,11 @@ class TenantPredictor(ServedModel):
         from mlplatform.monitoring.prediction_log import row_log
         from mlplatform.monitoring.serving import PredictionMonitor
 
+        from mlplatform.monitoring.health import health_metrics
+
         # the child is looked up once: labels(**...) per scored row cost more than observe()
         self._score_metric = self.metrics.score.labels(**self._labels)
+        self._online_errors = health_metrics().online_store_errors.labels(**self._labels)
         self.monitor = PredictionMonitor.for_model(self.cfg, self.ws, mv.run_id, self._labels,
                                                    log=row_log(self.cfg, self.ws, self.role))
 
@@ -147,6 +150,7 @@ class TenantPredictor(ServedModel):
             try:  # the key columns as they are: Feast takes columns, no per-row dicts
                 feats = self.online.lookup({k.name: cols[k.name] for k in self.schema.keys})
             except Exception as err:
+                self._online_errors.inc()  # mlplatform_online_store_errors_total (monitoring/health.py)
                 self._reopen_online_store()
                 raise FeatureStoreUnavailable(f"online feature store unavailable: {type(err).__name__}: "
                                               f"{str(err)[:200]}") from err

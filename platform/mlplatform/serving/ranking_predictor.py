@@ -5,7 +5,9 @@ load()     MLflow version by alias -> the trainer module (tag `trainer`) loads t
            MLflow run (ranking/index.py), downloaded into scratch space;
            item features of the whole catalog are read once from the Feast online store into a
            matrix aligned with the retriever's catalog (refreshed in the background every
-           `REFRESH_SECONDS`), so a request touches no store.
+           `REFRESH_SECONDS`), so a request touches no store. A failed refresh keeps the last good
+           features, counted and logged: mlplatform_feature_refresh_errors_total and
+           mlplatform_item_features_age_seconds (monitoring/health.py).
 predict()  query -> stage 1: retrieve `retrieval.candidates` (fused sparse + dense) -> stage 2:
            features of the best `retrieval.rerank` (query-item features from the retriever, item
            features from the matrix) -> ranker scores -> the top n with scores and the model version.
@@ -23,6 +25,7 @@ Bad input (no or empty query, a query over MAX_QUERY_CHARS, n not an integer or 
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -40,6 +43,7 @@ from mlplatform.registry.loading import ModelLoadError  # one error type: the se
 from mlplatform.serving.inputs import decode_json
 from mlplatform.serving.served_model import ServedModel
 
+log = logging.getLogger(__name__)
 MAX_QUERIES = 16
 MAX_QUERY_CHARS = 256
 REFRESH_SECONDS = 300.0
@@ -103,7 +107,11 @@ class RankingPredictor(ServedModel):
         self.item_ids = np.asarray(self.retriever.catalog[self.cfg.ranking.item].to_numpy())
         self.titles = (self.retriever.catalog["title"].astype(str).tolist()
                        if "title" in self.retriever.catalog.columns else None)
-        self._refresh_items()
+        try:
+            self._refresh_items()
+        except Exception as err:  # a store that cannot be read: the server refuses to start, saying why
+            raise ModelLoadError(f"{name}: item features cannot be read from the online store "
+                                 f"({type(err).__name__}: {err})") from err
         if "torch" in sys.modules:  # one query at a time: one intra-op thread (as limit_native_threads for BLAS)
             sys.modules["torch"].set_num_threads(1)
         self.retriever.search("warm up", 10)  # first-call costs (tokenizer, BLAS) before the first request
@@ -111,13 +119,19 @@ class RankingPredictor(ServedModel):
     def started(self, mv) -> None:
         from mlplatform.monitoring.prediction_log import RankingLog
 
+        from mlplatform.monitoring.health import health_metrics
+
         self.log = RankingLog(self.ws, self.cfg.name, self.role)
+        m = health_metrics()
+        self._refresh_errors = m.refresh_errors.labels(**self._labels)
+        m.features_age.set(self._labels, lambda: time.time() - self.items_refreshed)
         self._schedule_refresh()
 
     def _refresh_items(self) -> None:
         """Item features of the whole catalog from the online store, as a matrix (items x features)."""
         if not self.item_names:
             self.item_matrix = np.zeros((len(self.item_ids), 0))
+            self.items_refreshed = time.time()
             return
         from mlplatform.features.store import OnlineFeatures
 
@@ -130,14 +144,24 @@ class RankingPredictor(ServedModel):
             self.item_matrix = matrix
             self.items_refreshed = time.time()
 
+    def refresh(self) -> bool:
+        """One background refresh: False when it failed, in which case the last good features stay
+        in service, the failure is counted (mlplatform_feature_refresh_errors_total) and logged, and
+        mlplatform_item_features_age_seconds keeps growing."""
+        try:
+            self._refresh_items()
+            return True
+        except Exception as err:  # noqa: BLE001 - keep serving the last good features, visibly
+            self._refresh_errors.inc()
+            log.error("%s (%s): item feature refresh failed, serving features %.0f s old: %s: %s", self.name,
+                      self.role, time.time() - self.items_refreshed, type(err).__name__, err)
+            return False
+
     def _schedule_refresh(self) -> None:
         def loop() -> None:
             while True:
                 time.sleep(REFRESH_SECONDS)
-                try:
-                    self._refresh_items()
-                except Exception:  # noqa: BLE001 - keep serving the last good features
-                    pass
+                self.refresh()
 
         threading.Thread(target=loop, name=f"{self.name}-item-features", daemon=True).start()
 

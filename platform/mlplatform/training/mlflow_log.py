@@ -23,6 +23,7 @@ from mlplatform.contracts import Trainer
 from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import code_version, connect, experiment_id
 from mlplatform.training import training_set
+from mlplatform.training.champion import ChampionScore
 from mlplatform.workspace import Workspace
 
 TENANT_FILE = "tenant.yaml"  # the tenant file as the pipeline run was given it
@@ -82,7 +83,7 @@ def importance_figure(importance: dict[str, float]):
 def log_training_run(cfg: TenantConfig, ws: Workspace, mlflow_run_id: str, pipeline_run_id: str,
                      lineage: dict[str, Any], *, trainer: Trainer, trained: Any, train_df: pd.DataFrame,
                      valid_df: pd.DataFrame, as_of: pd.Timestamp, metrics: dict[str, float],
-                     champion: tuple[str, dict] | None, started: float, extra_tags: dict[str, str] | None = None,
+                     champion: ChampionScore | None, started: float, extra_tags: dict[str, str] | None = None,
                      extra_params: dict[str, Any] | None = None,
                      log_extra: Callable[[], None] | None = None,
                      record_extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -93,14 +94,16 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, mlflow_run_id: str, pipel
     connect(ws)
     tags = {"tenant": cfg.name, **(extra_tags or {}), "pipeline_run_id": pipeline_run_id,
             **{k: str(v) for k, v in lineage.items()}}
-    if champion:
-        tags[champion_eval.TAG] = champion[0]
+    champion_metrics: dict[str, float] = {}
+    if champion is not None:  # the gate reads these (registry/champion_eval.py)
+        champion_tags, champion_metrics = champion_eval.run_fields(champion.version, champion.metrics, champion.error)
+        tags |= champion_tags
     with mlflow.start_run(run_id=mlflow_run_id, tags=tags) as run:
         mlflow.log_params({f"param.{k}": v for k, v in trained.params.items() if not isinstance(v, list)})
         mlflow.log_params({"train_rows": len(train_df), "valid_rows": len(valid_df), "best_iteration":
                            trained.best_iteration, "as_of": as_of.isoformat(), "trainer": cfg.model.trainer,
                            "features": ",".join(cfg.model.features), **(extra_params or {})})
-        mlflow.log_metrics(metrics | (champion_eval.as_run_metrics(champion[1]) if champion else {}))
+        mlflow.log_metrics(metrics | champion_metrics)
         if log_extra is not None:
             log_extra()
         if trained.importance:
@@ -120,7 +123,8 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, mlflow_run_id: str, pipel
             "run_id": run.info.run_id,
             "model_uri": model_info.model_uri,
             "metrics": metrics,
-            "champion_on_same_rows": {"version": champion[0], "metrics": champion[1]} if champion else None,
+            "champion_on_same_rows": ({"version": champion.version, "metrics": champion.metrics,
+                                       "error": champion.error} if champion else None),
             "rows": len(train_df) + len(valid_df),
             "train_rows": len(train_df),
             "valid_rows": len(valid_df),

@@ -2,8 +2,8 @@
 
 run_all(repo_root) renders both charts with Helm's engine for default values and for every tenant
 file, then checks every object against the official Kubernetes and CRD schemas, the container
-security policy, checkov, and promtool, and checks that values.schema.json and the compiled
-pipelines are current.
+security policy, checkov, and promtool, checks the Alertmanager config rendered from the tenant
+files with amtool, and checks that values.schema.json and the compiled pipelines are current.
 
 A check whose tool or schema is missing is reported as "skip" with the reason; under CI=true it
 is a failure instead (CI must run everything).
@@ -142,4 +142,24 @@ def run_all(repo_root: str | Path = ".") -> Report:
                 if not ok:
                     problems.append(f"{case.name} {name}: {out}")
         report.add("promtool check rules", problems)
+    report.add(*_alertmanager_config(root))
     return report
+
+
+def _alertmanager_config(root: Path) -> tuple[str, list[str], str | None]:
+    """amtool check-config on the Alertmanager config the cluster gets (install/monitoring.sh)."""
+    from mlplatform.config import load_tenant
+    from mlplatform.monitoring.alert_routing import RoutingError, cluster_values
+
+    from . import amtool, render
+
+    name = "amtool check-config (Alertmanager routing from the tenant files)"
+    exe = amtool.find_amtool()
+    if exe is None:
+        return name, [], "amtool not found (Debian: apt-get install prometheus-alertmanager)"
+    try:
+        values = cluster_values([load_tenant(p) for p in render.tenant_files(root)], "http://retrain-webhook:9095/alerts")
+    except RoutingError as err:
+        return name, [str(err)], None
+    ok, out = amtool.check_config(values["alertmanager"]["config"], exe)
+    return name, [] if ok else [out], None
