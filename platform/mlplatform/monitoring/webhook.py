@@ -18,6 +18,8 @@ GET  /healthz
 The launcher is injectable (`Launcher`: (tenant, tenant_file, run_id) -> pid or None). The default
 starts `mlplatform run <tenant file> --run-id retrain-<stamp> --home <home>` as a subprocess (the
 train_deploy pipeline through kfp.local), logging to <home>/monitoring/webhook/runs/<run_id>.log.
+With KFP_HOST set (the chart) `mlplatform webhook` creates the runs through the KFP API instead and
+keeps no state of its own (monitoring/kfp_submit.py); KFP unreachable -> 503.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlplatform.config import TenantConfig, TenantConfigError, load_tenant
+from mlplatform.monitoring.kfp_submit import KfpUnavailable, cluster_controller_args
 from mlplatform.workspace import Workspace
 
 MAX_BODY = 1 << 20
@@ -131,13 +134,14 @@ class RetrainController:
 
     def __init__(self, ws: Workspace, launcher: Launcher | None = None,
                  tenant_files: dict[str, Path] | None = None, clock: Callable[[], float] = time.time,
-                 is_active: Callable[[dict[str, Any]], bool] | None = None):
+                 is_active: Callable[[dict[str, Any]], bool] | None = None, state: Any = None):
         self.ws = ws
         self.launcher = launcher or subprocess_launcher(ws)
         self.tenant_files = {k: Path(v) for k, v in (tenant_files or {}).items()}
         self.clock = clock
         self.is_active = is_active or (lambda r: pid_alive(r.get("pid")))
-        self.state = RetrainState.load(ws.home / "monitoring" / "webhook" / "state.json")
+        # state: last(tenant), retrains, save(); cluster mode passes KFP's (monitoring/kfp_submit.py)
+        self.state = state if state is not None else RetrainState.load(ws.home / "monitoring" / "webhook" / "state.json")
         self._lock = threading.Lock()
 
     def tenant(self, name: str) -> tuple[TenantConfig, Path]:
@@ -234,7 +238,10 @@ def create_app(ws: Workspace, controller: RetrainController | None = None, **con
             return error(400, f"not an Alertmanager webhook payload (version 4): {problems}")
         results = []
         for a in payload.alerts:
-            outcome, record = ctl.handle(a)
+            try:
+                outcome, record = ctl.handle(a)
+            except KfpUnavailable as err:  # Alertmanager retries a 5xx; the runs already started dedup it
+                return error(503, str(err))
             tenant, name = a.labels.get("tenant", ""), a.labels.get("alertname", "")
             alerts_total.labels(tenant, name, outcome.split(":")[0]).inc()
             if outcome == "started":
@@ -298,4 +305,6 @@ def start_webhook(ws: Workspace, host: str = "127.0.0.1", port: int = 9095, **co
 def serve_webhook(ws: Workspace, host: str = "0.0.0.0", port: int = 9095) -> None:  # noqa: S104 - a service
     import uvicorn
 
-    uvicorn.run(create_app(ws), host=host, port=port, log_level="info")
+    # KFP_HOST set (charts/mlplatform): runs and their record go through the KFP API
+    cluster = cluster_controller_args()
+    uvicorn.run(create_app(ws, **(cluster or {})), host=host, port=port, log_level="info")
