@@ -1,7 +1,7 @@
 """How a user reaches a tenant on kind, checked without a cluster: one port (GATEWAY_LOCAL_PORT in
 platform/cluster/versions.env) in kind.yaml, `make gateway`, `make status`, the tenant chart's NOTES and
-docs/cluster.md, and request files that exist (tests/serving/test_request_files.py sends them to a
-real model server)."""
+docs/cluster.md, and request files that exist (tests/serving/test_request_files.py and
+tests/search/test_search_request_files.py send them to a real model server)."""
 
 from __future__ import annotations
 
