@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock demo demo-services demo-loop test test-fast verify pipelines schema clean up down status crds schema-check tools bench image-venv
+.PHONY: help venv lock demo demo-services demo-loop test test-fast verify pipelines schema clean up down status gateway crds schema-check tools bench image-venv
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -122,6 +122,9 @@ down: ## Delete the kind cluster (KEEP_CLUSTER=1: uninstall releases, keep the c
 
 status: ## Show what runs on the kind cluster and the port-forward URLs
 	platform/cluster/status.sh
+
+gateway: ## Forward the tenants' Gateway on kind to localhost:GATEWAY_LOCAL_PORT (versions.env; until Ctrl-C)
+	platform/cluster/forward-gateway.sh
 
 verify: venv tools ## Static cluster checks: helm render, schemas, policy, checkov, promtool, amtool (no cluster)
 	$(PY) -m mlplatform.verify .

@@ -16,8 +16,9 @@ gw_svc="$(k -n "${NS_GATEWAY_PROXY}" get svc -l gateway.envoyproxy.io/owning-gat
 cat <<TXT
 
 URLs (run each port-forward in its own terminal):
-  Gateway (tenants)  kubectl --context ${KUBE_CONTEXT} -n ${NS_GATEWAY_PROXY} port-forward ${gw_svc:-svc/<envoy-proxy-service>} 8080:80
-                     curl -H 'Host: <tenant>.mlplatform.local' http://localhost:8080/v2/models/<tenant>/infer -d @request.json
+  Gateway (tenants)  make gateway   (= kubectl --context ${KUBE_CONTEXT} -n ${NS_GATEWAY_PROXY} port-forward ${gw_svc:-svc/<envoy-proxy-service>} ${GATEWAY_LOCAL_PORT}:80)
+                     curl -H 'Host: <tenant>.mlplatform.local' -H 'content-type: application/json' http://localhost:${GATEWAY_LOCAL_PORT}/v2/models/<tenant>/infer -d @examples/<tenant>/requests/v2.json
+                     curl -H 'Host: <tenant>.mlplatform.local' -H 'content-type: application/json' http://localhost:${GATEWAY_LOCAL_PORT}/v1/models/<tenant>:predict -d @examples/<tenant>/requests/v1.json
   MLflow             kubectl --context ${KUBE_CONTEXT} -n ${NS_PLATFORM} port-forward svc/mlflow 5000:5000       -> http://localhost:5000
   KFP UI             kubectl --context ${KUBE_CONTEXT} -n ${NS_KUBEFLOW} port-forward svc/ml-pipeline-ui 8081:80 -> http://localhost:8081
   Prometheus         kubectl --context ${KUBE_CONTEXT} -n ${NS_MONITORING} port-forward svc/kube-prometheus-stack-prometheus 9090:9090

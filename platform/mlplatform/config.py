@@ -539,6 +539,9 @@ class ClusterConfig(Strict):
         "unset: the predictor gets no MLPLATFORM_FEAST_REGISTRY")
     kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     gateway_name: str = "kserve-ingress-gateway"
+    gateway_local_port: int = Field(
+        default=8080, ge=1024, le=65535, description="local port `make gateway` forwards the Gateway to "
+        "(platform/cluster/versions.env GATEWAY_LOCAL_PORT, which install/tenants.sh passes; NOTES print it)")
     hostname: str | None = Field(default=None, description="HTTPRoute host; default <tenant>.mlplatform.local")
     runbook_base_url: str = Field(
         default="https://github.com/mlplatform/mlplatform/blob/main/docs/runbooks.md",

@@ -64,13 +64,26 @@ def test_quota_and_limits_exist(tenant):
 
 
 def test_stable_route_without_rollout(cases):
+    case = _case(cases, "tenant/defaults")  # canary and shadow off
+    (route,) = _by_kind(case, "HTTPRoute")
+    (rule,) = route["spec"]["rules"]
+    assert [b["weight"] for b in rule["backendRefs"]] == [100]
+    assert "filters" not in rule
+    assert len(_by_kind(case, "InferenceService")) == 1
+
+
+def test_example_tenants_enable_canary_at_weight_0_and_shadow(cases):
+    """The rollout backend needs both predictors; the canary gets traffic only when the rollout steps it."""
     for path in TENANTS:
         case = _case(cases, f"tenant/{path.parent.name}")
+        name = case.release
+        assert {o["metadata"]["name"] for o in _by_kind(case, "InferenceService")} == {
+            name, f"{name}-canary", f"{name}-shadow"}
         (route,) = _by_kind(case, "HTTPRoute")
         (rule,) = route["spec"]["rules"]
-        assert [b["weight"] for b in rule["backendRefs"]] == [100]
-        assert "filters" not in rule
-        assert len(_by_kind(case, "InferenceService")) == 1
+        assert {b["name"]: b["weight"] for b in rule["backendRefs"]} == {
+            f"{name}-predictor": 100, f"{name}-canary-predictor": 0}
+        assert [f["requestMirror"]["backendRef"]["name"] for f in rule["filters"]] == [f"{name}-shadow-predictor"]
 
 
 def test_canary_weights_and_shadow_mirror(cases):
@@ -129,9 +142,11 @@ def test_predictor_gets_the_feast_registry_only_when_set(helm):
     for registry, expected in ((None, None), (url, url)):
         cluster = {**values.get("cluster", {}), **({"feast_registry": registry} if registry else {})}
         objects, _, _ = render.render(REPO_ROOT / "charts" / "tenant", {**values, "cluster": cluster}, "fraud")
-        (isvc,) = [o for o in objects if o["kind"] == "InferenceService"]
-        env = {e["name"]: e["value"] for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
-        assert env.get(services.REGISTRY) == expected
+        isvcs = [o for o in objects if o["kind"] == "InferenceService"]
+        assert len(isvcs) == 3  # stable, canary, shadow: each reads the same registry
+        for isvc in isvcs:
+            env = {e["name"]: e["value"] for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+            assert env.get(services.REGISTRY) == expected
 
 
 def test_predictor_runs_the_tenant_with_its_alias(cases):

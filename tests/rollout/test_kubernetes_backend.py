@@ -42,7 +42,7 @@ def merge(target, patch):
 
 def base_route():
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "fraud", "namespace": "fraud"},
+            "metadata": {"name": "fraud-route", "namespace": "fraud"},
             "spec": {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                      "name": "kserve-ingress-gateway", "namespace": "kserve"}],
                      "hostnames": ["fraud.mlplatform.local"], "rules": []}}
@@ -68,7 +68,7 @@ def test_patches_validate_against_the_crds(crds, phase, weight):
     route_call = [c for c in api.calls if c[2] == "httproutes"]
     assert len(route_call) == 1
     api_version, namespace, _, name, body = route_call[0]
-    assert (api_version, namespace, name) == ("gateway.networking.k8s.io/v1", "fraud", "fraud")
+    assert (api_version, namespace, name) == ("gateway.networking.k8s.io/v1", "fraud", "fraud-route")
     route = merge(base_route(), body)
     assert validate_object(route, kubernetes_version(REPO), crds) == []
     rule = route["spec"]["rules"][0]

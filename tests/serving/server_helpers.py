@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from mlplatform.processes import free_port, server_env, spawn, stop, wait_ready
 
 STARTUP_SECONDS = 120
@@ -45,3 +47,14 @@ def running_server(tenant_file: Path, home: Path, log_dir: Path) -> Iterator[Run
         yield RunningServer(base_url, proc, log)
     finally:
         stop(proc)
+
+
+def send_request_file(base_url: str, tenant: str, protocol: str) -> httpx.Response:
+    """POST examples/<tenant>/requests/<protocol>.json (the files docs/cluster.md sends through the
+    Gateway) by the path the docs use; asserts 200."""
+    path = {"v1": f"/v1/models/{tenant}:predict", "v2": f"/v2/models/{tenant}/infer"}[protocol]
+    repo = Path(__file__).resolve().parents[2]
+    body = (repo / "examples" / tenant / "requests" / f"{protocol}.json").read_bytes()
+    resp = httpx.post(base_url + path, content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert resp.status_code == 200, f"{tenant} {protocol}: {resp.status_code} {resp.text}"
+    return resp

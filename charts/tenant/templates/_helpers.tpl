@@ -26,6 +26,29 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ include "tenant.chart" . }}
 {{- end -}}
 
+{{/*
+The tenant's HTTPRoute: "<tenant>-route", a name KServe v0.20 never derives from an
+InferenceService (it reconciles "<isvc>", "<isvc>-predictor", "<isvc>-transformer" and
+"<isvc>-explainer": pkg/controller/v1beta1/inferenceservice/reconcilers/ingress/httproute_reconciler.go,
+reconcileTopLevelHTTPRoute and reconcilePredictorHTTPRoute; pkg/constants/constants.go
+PredictorServiceName). mlplatform.rollout.backends.route_name says the same (a test checks).
+*/}}
+{{- define "tenant.routeName" -}}
+{{- printf "%s-route" .Values.name -}}
+{{- end -}}
+
+{{/*
+Labels of every InferenceService: cluster-local visibility makes KServe v0.20 create no HTTPRoute
+at all for it (RawHTTPRouteReconciler.Reconcile skips reconcile*HTTPRoute when the label
+networking.kserve.io/visibility is "cluster-local" and marks IngressReady true:
+httproute_reconciler.go, Reconcile; pkg/constants/constants.go NetworkVisibility,
+ClusterLocalVisibility). The tenant's own route is then the only route to its predictors.
+*/}}
+{{- define "tenant.isvcLabels" -}}
+{{ include "tenant.labels" . }}
+networking.kserve.io/visibility: cluster-local
+{{- end -}}
+
 {{/* Host of the tenant's HTTPRoute. */}}
 {{- define "tenant.hostname" -}}
 {{- .Values.cluster.hostname | default (printf "%s.mlplatform.local" .Values.name) -}}

@@ -14,7 +14,8 @@ case "$(action "$@")" in
       file="${REPO_ROOT}/examples/${t}/tenant.yaml"
       [[ -f "${file}" ]] || { log "skipping ${t}: no ${file}"; continue; }
       log "installing tenant ${t}"
-      h upgrade --install "${t}" "${REPO_ROOT}/charts/tenant" -n "${NS_PLATFORM}" -f "${file}" --wait=false
+      h upgrade --install "${t}" "${REPO_ROOT}/charts/tenant" -n "${NS_PLATFORM}" -f "${file}" \
+        --set cluster.gateway_local_port="${GATEWAY_LOCAL_PORT}" --wait=false
       # No --wait: the predictor is Ready only once a model is registered under its alias.
     done
     ;;

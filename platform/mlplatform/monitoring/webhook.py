@@ -27,6 +27,8 @@ GET  /healthz
 The launcher is injectable (`Launcher`: (tenant, tenant_file, run_id) -> pid or None). The default
 starts `mlplatform run <tenant file> --run-id retrain-<stamp> --home <home>` as a subprocess (the
 train_deploy pipeline through kfp.local), logging to <home>/monitoring/webhook/runs/<run_id>.log.
+With KFP_HOST set (the chart) `mlplatform webhook` creates the runs through the KFP API instead and
+keeps no state of its own (monitoring/kfp_submit.py); KFP unreachable -> 503.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlplatform.config import TenantConfig, TenantConfigError, load_tenant
+from mlplatform.monitoring.kfp_submit import KfpUnavailable, cluster_controller_args
 from mlplatform.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -147,13 +150,14 @@ class RetrainController:
 
     def __init__(self, ws: Workspace, launcher: Launcher | None = None,
                  tenant_files: dict[str, Path] | None = None, clock: Callable[[], float] = time.time,
-                 is_active: Callable[[dict[str, Any]], bool] | None = None):
+                 is_active: Callable[[dict[str, Any]], bool] | None = None, state: Any = None):
         self.ws = ws
         self.launcher = launcher or subprocess_launcher(ws)
         self.tenant_files = {k: Path(v) for k, v in (tenant_files or {}).items()}
         self.clock = clock
         self.is_active = is_active or (lambda r: pid_alive(r.get("pid")))
-        self.state = RetrainState.load(ws.home / "monitoring" / "webhook" / "state.json")
+        # state: last(tenant), retrains, save(); cluster mode passes KFP's (monitoring/kfp_submit.py)
+        self.state = state if state is not None else RetrainState.load(ws.home / "monitoring" / "webhook" / "state.json")
         self.last_error = ""  # the message of the last error:<what> outcome
         self.tenant_errors: dict[str, str | None] = {}  # tenant -> why its file is invalid (None: valid)
         self._lock = threading.Lock()
@@ -305,7 +309,10 @@ def create_app(ws: Workspace, controller: RetrainController | None = None, **con
         results = []
         for a in payload.alerts:
             # no await between handle() and reading last_error: no other request runs in between
-            outcome, record = ctl.handle(a)
+            try:
+                outcome, record = ctl.handle(a)
+            except KfpUnavailable as err:  # Alertmanager retries a 5xx; the runs already started dedup it
+                return error(503, str(err))
             error_message = ctl.last_error if outcome.startswith("error:") else None
             tenant, name = a.labels.get("tenant", ""), a.labels.get("alertname", "")
             alerts_total.labels(tenant, name, outcome.split(":")[0]).inc()
@@ -379,4 +386,6 @@ def start_webhook(ws: Workspace, host: str = "127.0.0.1", port: int = 9095, **co
 def serve_webhook(ws: Workspace, host: str = "0.0.0.0", port: int = 9095) -> None:  # noqa: S104 - a service
     import uvicorn
 
-    uvicorn.run(create_app(ws), host=host, port=port, log_level="info")
+    # KFP_HOST set (charts/mlplatform): runs and their record go through the KFP API
+    cluster = cluster_controller_args()
+    uvicorn.run(create_app(ws, **(cluster or {})), host=host, port=port, log_level="info")

@@ -7,7 +7,7 @@ apply() is declarative and idempotent (called again after an interruption, it co
 
 EmbeddedNginxBackend   model server processes (`python -m mlplatform.serving.server --alias
                        challenger --role canary|shadow`) behind the embedded nginx (proxy.py)
-KubernetesBackend      merge-patches the tenant's HTTPRoute (weights, RequestMirror) and
+KubernetesBackend      merge-patches the tenant's HTTPRoute `<tenant>-route` (weights, RequestMirror) and
                        InferenceServices (a version annotation that restarts their predictor)
 """
 
@@ -219,6 +219,14 @@ def _service(name: str, weight: int | None = None) -> dict[str, Any]:
     return ref
 
 
+def route_name(tenant: str) -> str:
+    """The tenant chart's HTTPRoute (charts/tenant/templates/_helpers.tpl, tenant.routeName). Not
+    `<tenant>`: KServe v0.20 owns the HTTPRoute named after each InferenceService and updates it back
+    whenever it differs (httproute_reconciler.go, reconcileTopLevelHTTPRoute), which would undo
+    every patch here."""
+    return f"{tenant}-route"
+
+
 def httproute_spec_patch(tenant: str, state: RolloutState) -> dict[str, Any]:
     """Merge patch of the tenant HTTPRoute (charts/tenant/templates/httproute.yaml): the one rule
     with its backends and filters, replaced as a whole (a merge patch replaces lists)."""
@@ -268,5 +276,5 @@ class KubernetesBackend:
             self._patch_isvc(f"{t}-canary", isvc_version_patch(state.challenger_version))
         elif state.phase == "promoted":
             self._patch_isvc(t, isvc_version_patch(state.stable_version))
-        self.api.patch_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, self.namespace, "httproutes", t,
-                                                httproute_spec_patch(t, state))
+        self.api.patch_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, self.namespace, "httproutes",
+                                                route_name(t), httproute_spec_patch(t, state))

@@ -38,10 +38,13 @@ def load_values(path: Path) -> dict[str, Any]:
 
 
 def with_rollout(values: dict[str, Any]) -> dict[str, Any]:
-    """The same tenant with canary and shadow on (the HTTPRoute weights and mirror branches)."""
+    """The same tenant with canary and shadow on (the HTTPRoute weights and mirror branches), the
+    canary at a weight above 0 (the file's, else 10)."""
     v = copy.deepcopy(values)
     cluster = v.setdefault("cluster", {})
-    cluster.setdefault("canary", {})["enabled"] = True
+    canary = cluster.setdefault("canary", {})
+    canary["enabled"] = True
+    canary["traffic_percent"] = canary.get("traffic_percent") or 10
     cluster.setdefault("shadow", {})["enabled"] = True
     return v
 
