@@ -62,3 +62,21 @@ def test_every_task_gets_the_deployment_settings_from_the_services_config_map():
 
 def test_every_pipeline_is_registered():
     assert set(PIPELINES) == {p.stem for p in COMPILED_DIR.glob("*.yaml")}
+
+
+def test_the_namespace_kfp_runs_pipelines_in_holds_the_services_config_map():
+    """KFP standalone runs every task pod in its own namespace (kubeflow), not the tenant's: the
+    platform chart renders `mlplatform-services` there, every key the IR maps, pointing at the
+    platform's MLflow and Redis Services (the tenant defaults name the same ones)."""
+    from mlplatform import services
+    from mlplatform.config import ClusterConfig
+    from mlplatform.verify import render
+    from mlplatform_pipelines.train_deploy import SERVICES_CONFIG_MAP
+
+    objects, _, _ = render.render(COMPILED_DIR.parents[1] / "charts" / "mlplatform", None, "mlplatform")
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == SERVICES_CONFIG_MAP]
+    assert cm["metadata"]["namespace"] == "kubeflow"
+    assert set(cm["data"]) == set(services.SETTINGS)
+    defaults = ClusterConfig()
+    assert cm["data"][services.TRACKING] == defaults.mlflow_tracking_uri
+    assert cm["data"][services.REDIS] == defaults.redis_address
