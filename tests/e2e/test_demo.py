@@ -34,7 +34,7 @@ def test_demo_writes_a_complete_summary(tmp_path):
     assert summary["seconds"] > 0 and summary["profile"] == "embedded"  # zero set-up: SQLite and files
     assert (tmp_path / "home" / "mlflow.db").exists()
     # every stage timed: wall (as shown, KFP start-up included) and inside the step
-    steps = ["ingest", "validate", "features", "train", "register"]
+    steps = ["ingest", "validate", "features", "stage", "train", "register"]
     assert list(fraud["stages_wall"]) == steps + ["serve_and_smoke"]
     assert all(fraud["stages_wall"][s] >= fraud["stages"][s] > 0 for s in steps)
     assert "fraud" in proc.stdout and "summary" in proc.stdout
