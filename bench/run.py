@@ -5,13 +5,13 @@
 
 Without --home, a fraud workspace is built first (quick: a small one; full: the tenant file's own
 size) in a temporary folder; the search and LETOR sections always build their own workspaces
-there, from scratch. Writes the results JSON, the Markdown report and its plots. Benchmarks are
+there, from scratch, and the scale section its own generated catalogs. Writes the results JSON, the Markdown report and its plots. Benchmarks are
 not tests: nothing here asserts a timing; targets are reported beside the measured figures.
 Load only ever targets 127.0.0.1, with bounded counts and durations.
 
 This module only orchestrates (flags, which sections run, merging with the last results, writing
 the files). Each section is its own module with `run(...)` and `markdown(...)` (and `plot` when it
-has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,letor,demo}_bench.py; what they
+has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,scale,letor,demo}_bench.py; what they
 share is bench/common.py; bench/report.py renders docs/benchmarks.md from the results.
 """
 
@@ -27,11 +27,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, report, search_bench, serving_bench,
-                   shadow_bench, training_bench, workers_bench)
+from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, report, scale_bench, search_bench,
+                   serving_bench, shadow_bench, training_bench, workers_bench)
 from bench.common import FRAUD, FULL, QUICK, REPO, TARGETS, build_workspace, machine, reported
 
-SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "letor")
+SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor")
 
 
 def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     "shadow": lambda: shadow_bench.run(tenant, home, p, work),
                     # these two build their own workspaces (clean, under work); a failure is reported, not raised
                     "search": lambda: reported(lambda: search_bench.run(p, work, args.quick)),
+                    "scale": lambda: reported(lambda: scale_bench.run(p, work / "scale", args.quick)),
                     "letor": lambda: reported(lambda: letor_bench.run(p, work, args.quick))}
         for name, fn in sections.items():
             if name in skip:

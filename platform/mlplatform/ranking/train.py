@@ -33,8 +33,13 @@ WEIGHT = "_weight"
 
 
 def log_retrieval(retrieval: dict[str, Any], index_path) -> None:
-    """Recall@K with the run, and the index itself: the predictor loads it from the version's run."""
+    """Recall@K with the run, the index's own figures (the retriever's info["metrics"], e.g. an
+    approximate index's recall against exact) as metrics, and the index itself: the predictor loads
+    it (and any model it holds, such as a query encoder) from the version's run."""
     mlflow.log_dict(retrieval, "retrieval.json")
+    figures = retrieval.get("index", {}).get("metrics") or {}
+    if figures:
+        mlflow.log_metrics({name: float(value) for name, value in figures.items()})
     index.log(index_path)
 
 
