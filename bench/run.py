@@ -31,6 +31,7 @@ from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, report, s
                    serving_bench, shadow_bench, training_bench, workers_bench)
 from bench.common import FRAUD, FULL, QUICK, REPO, TARGETS, build_workspace, machine, reported
 
+FRAUD_SECTIONS = {"serving", "lookup", "training", "shadow"}  # the sections that measure the fraud workspace
 SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor")
 
 
@@ -46,6 +47,8 @@ def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
             dates[name] = new["date"]
     merged["section_dates"] = {name: dates[name] for name in SECTIONS
                                if name in dates and merged.get(name, {}).get("status") != "skipped"}
+    if merged.get("demo", {}).get("status") != "ok" and old.get("demo", {}).get("status") == "ok":
+        merged["demo"] = old["demo"]  # a checkout without runs/ (the demo's summaries) keeps the last one read
     return merged
 
 
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.home:
             tenant, home = Path(args.tenant_file or FRAUD), Path(args.home)
+        elif not FRAUD_SECTIONS - skip:  # nothing measures the fraud workspace: do not build it
+            tenant, home = FRAUD, work / "home"
         else:
             tenant, home = build_workspace(args.quick, work)
         results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -97,13 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         results["seconds"] = round(time.monotonic() - started, 1)
         if args.merge and Path(args.out).exists():
             results = merge_results(json.loads(Path(args.out).read_text()), results, skip)
-            skip = {name for name in skip if results.get(name, {}).get("status") == "skipped"}
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2, default=str) + "\n")
         doc = Path(args.doc)
         img = Path(args.img_dir) if args.img_dir else doc.parent / "img"
-        images = report.plots(results, img) if not skip else []
+        images = report.plots(results, img)  # each plot skips a section without figures
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(report.markdown(results, os.path.relpath(img, doc.parent), images))
         print(f"bench: wrote {out} and {doc} in {results['seconds']} s")
