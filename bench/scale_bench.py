@@ -9,7 +9,7 @@ and index kind, built by the search tenant's own code (search_tenant.dense, the 
 DenseIndexConfig defaults; IVF also with a larger nprobe): build seconds (2 threads), the index's
 size (written with faiss.write_index: what the predictor holds in memory), p50/p99 latency of one
 query's top 1,000 on one thread (as the predictor searches), and recall@1000 against exact on the
-same queries. Exact is the baseline in the same run. Full mode: 3k, 100k, 1M; quick (CI): 3k, 20k.
+same queries. Exact is the baseline in the same run. Full mode: 3k, 100k, 1M; quick (CI): 3k, 10k.
 The retrieval stage's budget (docs/search.md, "Latency budget") gives the largest catalog exact
 search fits: exact's cost is linear in the items, extrapolated from the largest point measured.
 """
@@ -28,7 +28,7 @@ from bench.common import pct, pyplot, section_main
 DIM = 384
 K = 1000
 BUDGET_MS = 8.0  # docs/search.md, Latency budget: the `retrieve` stage (BM25 + dense top K + fusion)
-PARAMS = {True: {"sizes": [3_000, 20_000], "queries": 50, "recall_queries": 50},
+PARAMS = {True: {"sizes": [3_000, 10_000], "queries": 50, "recall_queries": 50},
           False: {"sizes": [3_000, 100_000, 1_000_000], "queries": 300, "recall_queries": 300}}
 KINDS = {"exact": {"kind": "exact"}, "hnsw": {"kind": "hnsw"}, "ivf": {"kind": "ivf"},
          "ivf nprobe 128": {"kind": "ivf", "ivf": {"nprobe": 128}}}

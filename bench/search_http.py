@@ -3,7 +3,7 @@ sent before in every request (bench/loadgen.py), and wrk's saturation with disti
 
 Every request of a measured run carries a query the server has not seen, so the predictor's
 query-embedding cache never answers: what is measured is the encoder's cost, not the cache's. The
-generated queries are too few for 100 req/s over several seconds, so made-up ones (1-10 catalog
+generated queries are too few for 100 req/s over several seconds, so made-up ones (2-10 catalog
 words) fill the rest; the record says how many of each were sent.
 """
 
@@ -22,12 +22,18 @@ from bench.common import STARTUP_SECONDS
 
 
 def made_up(titles: list[str], count: int, seed: int, exclude: set[str] = frozenset()) -> list[str]:
-    """`count` distinct queries of 1-10 catalog words (seeded), none of them in `exclude`."""
+    """`count` distinct queries of 2-10 catalog words (seeded), none of them in `exclude`."""
     rng = np.random.default_rng(seed)
     words = sorted({w for t in titles for w in t.lower().replace("-", " ").split() if w.isalpha()})
     out: dict[str, None] = {}
+    tries = 0
     while len(out) < count:
-        text = " ".join(rng.choice(words, size=1 + len(out) % 10))
+        # lengths 2-10 by attempt (a length tied to len(out) would retry one-word queries forever once
+        # the vocabulary's single words are used up)
+        tries += 1
+        if tries > 100 * count + 1000:
+            raise RuntimeError(f"only {len(out)} distinct made-up queries from {len(words)} words, {count} asked")
+        text = " ".join(rng.choice(words, size=2 + tries % 9))
         if text not in exclude:
             out[text] = None
     return list(out)
