@@ -338,8 +338,9 @@ class IvfParams(Strict):
 
 class DenseIndexConfig(Strict):
     """How stage one's dense retrieval finds the nearest items: `exact` (faiss IndexFlatIP, every
-    item scored: right up to ~10^5 items, see docs/search.md "Scale") or an approximate index that
-    the features step builds, measures against exact and refuses below `min_recall`."""
+    item scored: right for small catalogs, see docs/search.md "Scale" for where it stops fitting) or
+    an approximate index that the features step builds, measures against exact and refuses below
+    `min_recall`."""
 
     kind: Literal["exact", "hnsw", "ivf"] = "exact"
     hnsw: HnswParams = HnswParams()

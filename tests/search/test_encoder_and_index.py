@@ -150,3 +150,17 @@ def test_runtime_torch_in_the_tenant_file_serves_the_reference(trained_search, t
     retriever = resolve(cfg.ranking.retrieval.retriever).load(cfg, index.built_dir(cfg, ws))
     assert retriever.info["encoder_loaded"] == {"runtime": "torch", "precision": "fp32"}
     assert json.loads((index.built_dir(cfg, ws) / "info.json").read_text())["encoder"]["runtime"] == "onnx"
+
+
+def test_an_index_whose_encoder_file_is_missing_is_refused_with_the_reason(trained_search, tmp_path):
+    import shutil
+
+    from mlplatform.plugins import resolve
+
+    cfg = load_tenant(trained_search.tenant_file)
+    copy = tmp_path / "index"
+    shutil.copytree(index.built_dir(cfg, Workspace(trained_search.home)), copy)
+    info = json.loads((copy / "info.json").read_text())
+    (copy / "encoder" / info["encoder"]["file"]).unlink()
+    with pytest.raises(FileNotFoundError, match=r"names an ONNX encoder but .* lacks \['model"):
+        resolve(cfg.ranking.retrieval.retriever).load(cfg, copy)

@@ -209,5 +209,10 @@ def load(index_dir: Path, record: dict | None):
     """The encoder an index was built with (`record`: its info.json "encoder"); torch for an index
     built before ONNX exports (no record) or with runtime torch."""
     if record and record.get("runtime") == "onnx":
-        return OnnxEncoder(Path(index_dir) / record["folder"], record["precision"])
+        folder = Path(index_dir) / record["folder"]
+        missing = [name for name in (FILES[record["precision"]], TOKENIZER) if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"the index's info.json names an ONNX encoder but {folder} lacks {missing}; "
+                                    "rebuild the index (features step)")
+        return OnnxEncoder(folder, record["precision"])
     return TorchEncoder()
