@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, search_bench, serving_bench, shadow_bench,
-                   training_bench, workers_bench)
+from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, scale_bench, search_bench, serving_bench,
+                   shadow_bench, training_bench, workers_bench)
 from bench.common import pyplot
 
 
@@ -15,7 +15,7 @@ def plots(results: dict, img: Path) -> list[str]:
     """Each section's plots into `img`; the names of the files made (the report links those)."""
     img.mkdir(parents=True, exist_ok=True)
     made = serving_bench.plot(results["serving"], img) + training_bench.plot(results["training"], img)
-    made += search_bench.plot(results.get("search", {}), img)
+    made += search_bench.plot(results.get("search", {}), img) + scale_bench.plot(results.get("scale", {}), img)
     pyplot().close("all")
     return made
 
@@ -43,6 +43,7 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
     L += workers_bench.markdown(results.get("workers", {"status": "not run"})) + drift_bench.markdown(results["drift"])
     L += shadow_bench.markdown(results.get("shadow", {"status": "not run"}))
     L += search_bench.markdown(results.get("search", {"status": "not run"}), img_rel, images)
+    L += scale_bench.markdown(results.get("scale", {"status": "not run"}), img_rel, images)
     L += letor_bench.markdown(results.get("letor", {"status": "not run"}))
     L += demo_bench.markdown(results["demo"])
     L += ["", "## Reproduce", "", "```bash",

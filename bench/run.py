@@ -5,13 +5,13 @@
 
 Without --home, a fraud workspace is built first (quick: a small one; full: the tenant file's own
 size) in a temporary folder; the search and LETOR sections always build their own workspaces
-there, from scratch. Writes the results JSON, the Markdown report and its plots. Benchmarks are
+there, from scratch, and the scale section its own generated catalogs. Writes the results JSON, the Markdown report and its plots. Benchmarks are
 not tests: nothing here asserts a timing; targets are reported beside the measured figures.
 Load only ever targets 127.0.0.1, with bounded counts and durations.
 
 This module only orchestrates (flags, which sections run, merging with the last results, writing
 the files). Each section is its own module with `run(...)` and `markdown(...)` (and `plot` when it
-has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,letor,demo}_bench.py; what they
+has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,scale,letor,demo}_bench.py; what they
 share is bench/common.py; bench/report.py renders docs/benchmarks.md from the results.
 """
 
@@ -27,11 +27,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, report, search_bench, serving_bench,
-                   shadow_bench, training_bench, workers_bench)
+from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, report, scale_bench, search_bench,
+                   serving_bench, shadow_bench, training_bench, workers_bench)
 from bench.common import FRAUD, FULL, QUICK, REPO, TARGETS, build_workspace, machine, reported
 
-SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "letor")
+FRAUD_SECTIONS = {"serving", "lookup", "training", "shadow"}  # the sections that measure the fraud workspace
+SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor")
 
 
 def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
@@ -46,6 +47,8 @@ def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
             dates[name] = new["date"]
     merged["section_dates"] = {name: dates[name] for name in SECTIONS
                                if name in dates and merged.get(name, {}).get("status") != "skipped"}
+    if merged.get("demo", {}).get("status") != "ok" and old.get("demo", {}).get("status") == "ok":
+        merged["demo"] = old["demo"]  # a checkout without runs/ (the demo's summaries) keeps the last one read
     return merged
 
 
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.home:
             tenant, home = Path(args.tenant_file or FRAUD), Path(args.home)
+        elif not FRAUD_SECTIONS - skip:  # nothing measures the fraud workspace: do not build it
+            tenant, home = FRAUD, work / "home"
         else:
             tenant, home = build_workspace(args.quick, work)
         results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -83,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                     "shadow": lambda: shadow_bench.run(tenant, home, p, work),
                     # these two build their own workspaces (clean, under work); a failure is reported, not raised
                     "search": lambda: reported(lambda: search_bench.run(p, work, args.quick)),
+                    "scale": lambda: reported(lambda: scale_bench.run(p, work / "scale", args.quick)),
                     "letor": lambda: reported(lambda: letor_bench.run(p, work, args.quick))}
         for name, fn in sections.items():
             if name in skip:
@@ -96,13 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         results["seconds"] = round(time.monotonic() - started, 1)
         if args.merge and Path(args.out).exists():
             results = merge_results(json.loads(Path(args.out).read_text()), results, skip)
-            skip = {name for name in skip if results.get(name, {}).get("status") == "skipped"}
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2, default=str) + "\n")
         doc = Path(args.doc)
         img = Path(args.img_dir) if args.img_dir else doc.parent / "img"
-        images = report.plots(results, img) if not skip else []
+        images = report.plots(results, img)  # each plot skips a section without figures
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(report.markdown(results, os.path.relpath(img, doc.parent), images))
         print(f"bench: wrote {out} and {doc} in {results['seconds']} s")

@@ -325,6 +325,49 @@ class ClickLabels(Strict):
     weight: float = Field(default=0.5, gt=0, le=1)
 
 
+class HnswParams(Strict):
+    """faiss IndexHNSWFlat: a graph; no training, memory ~ (d x 4 + m x 8) bytes per item."""
+
+    m: int = Field(default=32, ge=4, le=128, description="links per node (more: better recall, more memory)")
+    ef_construction: int = Field(default=80, ge=8, description="candidate list while building")
+    ef_search: int = Field(default=1200, ge=8, description="candidate list per query (raised to k when below)")
+
+
+class IvfParams(Strict):
+    """faiss IndexIVFFlat: k-means cells, a query scans the `nprobe` nearest ones."""
+
+    lists: int | None = Field(default=None, ge=1, description="cells; default 4 x sqrt(items), at most items / 39")
+    nprobe: int = Field(default=32, ge=1, description="cells scanned per query")
+    train_size: int = Field(default=100_000, ge=1000, description="items sampled to train the k-means")
+
+
+class DenseIndexConfig(Strict):
+    """How stage one's dense retrieval finds the nearest items: `exact` (faiss IndexFlatIP, every
+    item scored: right for small catalogs, see docs/search.md "Scale" for where it stops fitting) or
+    an approximate index that the features step builds, measures against exact and refuses below
+    `min_recall`."""
+
+    kind: Literal["exact", "hnsw", "ivf"] = "exact"
+    hnsw: HnswParams = HnswParams()
+    ivf: IvfParams = IvfParams()
+    min_recall: float = Field(default=0.95, gt=0, le=1,
+                              description="approximate only: recall@k against exact below this fails the build")
+    recall_k: int | None = Field(default=None, ge=1, description="k of that recall; default retrieval.candidates")
+    recall_queries: int = Field(default=500, ge=10, description="queries it is measured on (the snapshot's)")
+    seed: int = 0
+
+
+class EncoderConfig(Strict):
+    """The dense query encoder. `onnx`: the model exported to ONNX by the features step (cached by a
+    hash of the weights, logged with the index) and run by ONNX Runtime; `torch`: the reference."""
+
+    runtime: Literal["onnx", "torch"] = "onnx"
+    quantize: Literal["none", "int8"] = Field(
+        default="none", description="int8: dynamic quantisation, kept only when it passes max_ndcg_drop")
+    max_ndcg_drop: float = Field(default=0.005, ge=0, description="int8 gate: NDCG@10 fp32 - int8 above this keeps fp32")
+    max_recall_drop: float = Field(default=0.01, ge=0, description="int8 gate: the same for recall@candidates")
+
+
 class RetrievalConfig(Strict):
     """Stage one: candidate generation (a tenant class named by dotted path)."""
 
@@ -334,6 +377,8 @@ class RetrievalConfig(Strict):
     recall_at: list[int] = Field(default=[100, 1000], min_length=1)
     query_features: list[Feature] = Field(
         default_factory=list, description="query-item features the retriever computes at request time")
+    dense_index: DenseIndexConfig = DenseIndexConfig()
+    encoder: EncoderConfig = EncoderConfig()
 
     @model_validator(mode="after")
     def _funnel(self) -> "RetrievalConfig":

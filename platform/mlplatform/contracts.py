@@ -77,7 +77,8 @@ class Retriever(Protocol):
     """`ranking.retrieval.retriever`: candidate generation, named as a class. `build` and `load` are
     called on the class (class methods); the rest on what `load` returns. Positions are row
     numbers of `catalog`. Optional: `embed_queries(queries, cache=False)` (the predictor caches
-    query vectors when present) and `info` (recorded with the training run)."""
+    query vectors when present) and `info` (recorded with the training run; its "metrics", a mapping
+    of names to numbers, are logged as MLflow metrics of the run)."""
 
     catalog: pd.DataFrame  # one row per item: the `ranking.item` column; `title` is returned with results when present
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import require
 
-SECTIONS = {"machine", "serving", "lookup", "training", "workers", "drift", "shadow", "search", "letor", "demo"}
+SECTIONS = {"machine", "serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor", "demo"}
 
 
 @pytest.mark.slow
@@ -43,9 +43,20 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
     stages = search["in_process"]["stages"]
     assert {"embed", "retrieve", "features", "score", "respond", "stages_total"} <= set(stages)
     assert all(stages[s]["n"] > 0 and stages[s]["p99_ms"] >= stages[s]["p50_ms"] > 0 for s in stages)
-    assert search["http"]["sent"] > 0 and search["http"]["errors"] == 0
+    for encoder in ("onnx", "torch"):  # the served ONNX encoder and the PyTorch baseline, at 20 and 100 req/s
+        for rate in ("20", "100"):
+            h = search["http"][encoder][rate]
+            assert h["sent"] == int(rate) * 2 and h["errors"] == 0, (encoder, rate, h)
+        assert search["http"][encoder]["saturation"]["rps"] > 0
+    assert search["encoder_served"]["runtime"] == "onnx"
+    assert search["in_process_torch"]["embed"]["n"] == stages["embed"]["n"]
     assert search["baseline_bm25_only"]["n"] > 0 and search["ratios"]["funnel_vs_bm25_only_p50"]
     assert isinstance(search["target_met"], bool)
+    # scale: exact vs approximate dense retrieval on generated catalogs (3k and 10k in quick mode)
+    scale = results["scale"]
+    assert scale["status"] == "ok", scale
+    assert {(r["items"], r["kind"]) for r in scale["rows"]} >= {(3000, "exact"), (10000, "hnsw"), (10000, "ivf")}
+    assert all(r["p99_ms"] >= r["p50_ms"] > 0 and 0 < r["recall_at_1000"] <= 1 for r in scale["rows"])
     # letor: the platform's scaffolded tenant and the LGBMRanker() baseline, scored on the same test file
     letor = results["letor"]
     assert letor["status"] == "ok", letor
@@ -63,8 +74,9 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
     assert all(v["sent"] > 0 and v["statuses"] == {"200": v["sent"]} for v in shadow["shadows"].values())
     text = doc.read_text()
     for heading in ("## Machine", "## Shadow", "## Serving", "## Feature lookup", "## Training",
-                    "## Ray Train workers (1 vs 2)", "## Drift", "## Search",
+                    "## Ray Train workers (1 vs 2)", "## Drift", "## Search", "## Scale",
                     "## LETOR", "## Reproduce"):
         assert heading in text
     assert (doc.parent / "img" / "bench_serving.png").is_file()
     assert (doc.parent / "img" / "bench_search.png").is_file()
+    assert (doc.parent / "img" / "bench_scale.png").is_file()

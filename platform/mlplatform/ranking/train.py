@@ -33,6 +33,17 @@ SOURCE = "label_source"  # judgment | clicks
 WEIGHT = "_weight"
 
 
+def log_retrieval(retrieval: dict[str, Any]) -> None:
+    """Recall@K with the run, and the index's own figures (the retriever's info["metrics"], e.g. an
+    approximate index's recall against exact) as metrics. The index itself (and any model it holds,
+    such as a query encoder) was logged with the run by the stage step (training_set.log); the
+    predictor loads it from there."""
+    mlflow.log_dict(retrieval, "retrieval.json")
+    figures = retrieval.get("index", {}).get("metrics") or {}
+    if figures:
+        mlflow.log_metrics({name: float(value) for name, value in figures.items()})
+
+
 def with_click_labels(cfg: TenantConfig, ws: Workspace, events: pd.DataFrame) -> pd.DataFrame:
     """Judged pairs plus click-labelled pairs nobody judged (IPW-debiased grades, lower weight)."""
     r = cfg.ranking
@@ -150,6 +161,6 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, data: TrainingSet, m
         valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
         extra_tags={"task": cfg.task},
         extra_params={"train_queries": train_df[r.group].nunique(), "valid_queries": valid_df[r.group].nunique()},
-        log_extra=(lambda: mlflow.log_dict(retrieval, "retrieval.json")) if retrieval else None,
+        log_extra=(lambda: log_retrieval(retrieval)) if retrieval else None,
         record_extra={"retrieval": retrieval})
     return record
