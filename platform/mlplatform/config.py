@@ -134,7 +134,8 @@ class DataConfig(Strict):
 
 # --- features ---------------------------------------------------------------------------------
 
-FeatureDtype = Literal["int64", "float64", "string", "bool"]
+# *_list: arrays (e.g. bucketed state a request transform aggregates at the scored event's time)
+FeatureDtype = Literal["int64", "float64", "string", "bool", "int64_list", "float64_list"]
 
 
 class Entity(Strict):
@@ -218,6 +219,10 @@ class FeaturesConfig(Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"feature names must be unique across views: {sorted(dup)}")
+        # a derived feature named like a stored one would silently replace it in the transform's output
+        clash = sorted(set(names) & {f.name for f in self.request.derived})
+        if clash:
+            raise ValueError(f"request.derived names features the views already store: {clash}")
         return self
 
     def entity(self, name: str) -> Entity:

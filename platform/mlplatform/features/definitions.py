@@ -10,11 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Bool, Float64, Int64, String
+from feast.types import Array, Bool, Float64, Int64, String
 
 from mlplatform.config import TenantConfig
 
-FEAST_TYPES = {"int64": Int64, "float64": Float64, "string": String, "bool": Bool}
+FEAST_TYPES = {"int64": Int64, "float64": Float64, "string": String, "bool": Bool,
+               "int64_list": Array(Int64), "float64_list": Array(Float64)}
 KEY_TYPES = {"int": ValueType.INT64, "str": ValueType.STRING}
 EVENT_TIMESTAMP = "event_timestamp"
 
