@@ -8,6 +8,9 @@ hour's bucket, or does nothing for an id already applied. Then the entity's stat
 the messages are acknowledged. A crash between apply and ack redelivers the event: it is not
 applied again, and its entity's state is pushed again if the crash came before the push.
 
+An entity's keys (state, applied ids) expire a day after the horizon without events: a message
+redelivered later than that would count again, so `claim_idle_ms` must be far shorter.
+
 Pending messages of a dead consumer (idle for `claim_idle_ms`) are claimed by a live one
 (XAUTOCLAIM) before each read.
 
