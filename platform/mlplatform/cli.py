@@ -178,6 +178,32 @@ def serve(
 
 
 @app.command()
+def stream(
+    tenant: Annotated[str, typer.Argument(help="tenant name or tenant file")],
+    home: HomeOpt = None,
+    consumer: Annotated[Optional[str], typer.Option(help="consumer name in the group (default: host-pid)")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="stop after this long (default: run until stopped)")] = None,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: none)")] = 0,
+) -> None:
+    """Consume the tenant's event stream (features.stream): bucket state to the online store."""
+    import os
+    import socket
+
+    from prometheus_client import start_http_server
+
+    from mlplatform.config import load_tenant
+    from mlplatform.features.stream import StreamWorker
+    from mlplatform.workspace import Workspace
+
+    cfg, ws = load_tenant(_tenant_path(tenant)), Workspace.from_env(home)
+    if metrics_port:
+        start_http_server(metrics_port)
+    worker = StreamWorker(cfg, ws, consumer or f"{socket.gethostname()}-{os.getpid()}")
+    stats = worker.run(stop_after=seconds)
+    console.print(f"events {stats.events}; rows {stats.rows}; claimed {stats.claimed}")
+
+
+@app.command()
 def rollout(
     tenant: Annotated[str, typer.Argument(help="tenant name or tenant file")],
     home: HomeOpt = None,

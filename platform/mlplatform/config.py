@@ -134,7 +134,8 @@ class DataConfig(Strict):
 
 # --- features ---------------------------------------------------------------------------------
 
-FeatureDtype = Literal["int64", "float64", "string", "bool"]
+# *_list: arrays (e.g. bucketed state a request transform aggregates at the scored event's time)
+FeatureDtype = Literal["int64", "float64", "string", "bool", "int64_list", "float64_list"]
 
 
 class Entity(Strict):
@@ -185,6 +186,20 @@ class RequestConfig(Strict):
         return self
 
 
+class StreamConfig(Strict):
+    """`mlplatform stream TENANT` (issue 14): events from a Redis stream, read in a consumer group,
+    update one view's hourly bucket state and are pushed to the online store (a Feast PushSource)."""
+
+    view: str = Field(description="the feature view whose bucket state the worker keeps")
+    state: str = Field(pattern=DOTTED_RE, description="the bucket-state declaration (key, summed field, state "
+                       "columns, horizon_hours), e.g. fraud_tenant.velocity:CUSTOMER")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    stream: str | None = Field(default=None, description="stream key (default mlplatform:<tenant>:events)")
+    group: str = "features"
+    batch: int = Field(default=500, gt=0, description="messages per read")
+    claim_idle_ms: int = Field(default=30_000, ge=0, description="pending this long: a dead consumer's, claimed")
+
+
 class FeaturesConfig(Strict):
     builder: str | None = Field(
         default=None,
@@ -198,6 +213,7 @@ class FeaturesConfig(Strict):
         "(for features whose rows include the event itself, such as velocity counters)",
     )
     request: RequestConfig = RequestConfig()
+    stream: StreamConfig | None = None
     # Required (an empty list is fine, e.g. LETOR tenants whose inputs are all request fields):
     # charts/tenant/values.yaml carries placeholders for these, and Helm would merge a placeholder
     # into any tenant file that left the key out.
@@ -218,6 +234,12 @@ class FeaturesConfig(Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"feature names must be unique across views: {sorted(dup)}")
+        if self.stream and self.stream.view not in {v.name for v in self.feature_views}:
+            raise ValueError(f"features.stream.view {self.stream.view!r} is not a feature view")
+        # a derived feature named like a stored one would silently replace it in the transform's output
+        clash = sorted(set(names) & {f.name for f in self.request.derived})
+        if clash:
+            raise ValueError(f"request.derived names features the views already store: {clash}")
         return self
 
     def entity(self, name: str) -> Entity:

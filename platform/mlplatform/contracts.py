@@ -6,6 +6,7 @@
 | `data.generator`             | `DataGenerator`     | data/ingest.py: `fn(out_dir, **data.generator_args)` |
 | `features.builder`           | `FeatureBuilder`    | features/store.py: `fn(raw, cfg, tables)`        |
 | `features.request.transform` | `RequestTransform`  | features/store.py, the predictor: `fn(df)`       |
+| `features.stream.state`      | `BucketState`       | features/stream.py (`mlplatform stream`)         |
 | `ranking.retrieval.retriever`| `Retriever`         | the features step (`build`), training and the ranking predictor (`load`, then the rest) |
 | `ranking.feedback.simulator` | `FeedbackSimulator` | loop.py: `fn(cfg, ws, role=, seed=)`             |
 | `model.trainer`              | `Trainer` (+ optional `MatrixScorer`) | the training step (`train`, `log`), champion scoring and the predictors (`load`, `predict`) |
@@ -68,6 +69,17 @@ class RequestTransform(Protocol):
     (datetimes as UTC datetime64[ns]) instead and expects one back."""
 
     def __call__(self, df: pd.DataFrame, /) -> pd.DataFrame: ...
+
+
+class BucketState(Protocol):
+    """`features.stream.state`: an hourly bucket-state declaration the stream worker keeps per
+    entity (features/stream.py): events carry `key` and `value`; the view stores `state` = [hours,
+    counts, sums] lists within the last `horizon_hours` (fraud_tenant.velocity.Velocity)."""
+
+    key: str
+    value: str
+    state: list[str]
+    horizon_hours: int
 
 
 # --- ranking --------------------------------------------------------------------------------------
@@ -181,6 +193,7 @@ def named_plugins(cfg: TenantConfig) -> list[tuple[str, str, type, Mapping[str, 
          {shift.factor: 1.0, shift.from_day: 0} if shift else {}),
         ("features.builder", features.builder, FeatureBuilder, {}),
         ("features.request.transform", features.request.transform, RequestTransform, {}),
+        ("features.stream.state", features.stream.state if features.stream else None, BucketState, {}),
         ("ranking.retrieval.retriever", retrieval.retriever if retrieval else None, Retriever, {}),
         ("ranking.feedback.simulator", cfg.ranking.feedback.simulator if cfg.ranking else None, FeedbackSimulator, {}),
         ("model.trainer", cfg.model.trainer, Trainer, {}),

@@ -15,6 +15,9 @@ the catalog is embedded by the ONNX fp32 export instead of PyTorch. Everything t
 embeddings moved slightly: NDCG@5 0.9615 -> 0.9672, NDCG@10 0.9753 -> 0.9801, dense_sim baseline
 NDCG@10 0.8714 -> 0.8703, dense recall@10 0.597 -> 0.5944, recall@100 0.9928 -> 0.9915 (fused
 0.6078 -> 0.6105 and 0.9928 -> 0.9911); BM25 and the rest unchanged; two runs identical.
+Re-recorded for fraud on 2026-11-30 (#14): velocity windows counted at the scored event from hourly
+bucket state instead of at the card's last payment; PR-AUC 0.7286 -> 0.7262, ROC-AUC 0.9539 ->
+0.9609, threshold 0.4517 -> 0.3028, everything else unchanged; two runs identical.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 FRAUD = {
-    "pr_auc": 0.7286, "roc_auc": 0.9539, "recall_at_fpr_0.01": 0.8654, "positive_rate": 0.01,
-    "rows": 5206.0, "threshold": 0.4517, "expected_cost_per_event": 0.3515,
+    "pr_auc": 0.7262, "roc_auc": 0.9609, "recall_at_fpr_0.01": 0.8654, "positive_rate": 0.01,
+    "rows": 5206.0, "threshold": 0.3028, "expected_cost_per_event": 0.3515,
     "precision_at_threshold": 0.7377, "recall_at_threshold": 0.8654,
 }
 SEARCH = {

@@ -60,13 +60,15 @@ def refuses_to_start(trained_fraud, home: Path, tmp_path: Path, env: dict | None
 # --- feature store ------------------------------------------------------------------------------
 
 
-def test_unknown_entity_is_a_clear_422(server, cfg, good):
+def test_unknown_entity_is_scored_as_cold_start(server, cfg, good):
     body = orjson.loads(good)
     body["instances"][0]["customer_id"] = 2**62
     resp = httpx.post(server.base_url + v1_path(cfg), content=orjson.dumps(body), headers=JSON)
-    assert resp.status_code == 422 and "unknown customer" in resp.json()["error"]
+    assert resp.status_code == 200, resp.text
+    (pred,) = resp.json()["predictions"]
+    assert pred["cold_start"] is True and pred["missing"] == ["customer_velocity"]
     assert httpx.get(f"{server.base_url}/v2/health/ready").status_code == 200
-    record("faults", unknown_entity="422 with the entity named; server ready")
+    record("faults", unknown_entity="scored as cold start (missing views named); server ready")
 
 
 def test_online_store_missing_at_start_refuses_to_serve(trained_fraud, tmp_path):

@@ -81,12 +81,12 @@ def test_model_metadata_lists_keys_fields_and_outputs(ctx):
     expected = cfg.features.join_keys + [f.name for f in cfg.features.request.fields]
     assert [i["name"] for i in meta["inputs"]] == expected
     assert {i["name"]: i["datatype"] for i in meta["inputs"]}["tx_datetime"] == "BYTES"
-    assert [o["name"] for o in meta["outputs"]] == ["score", "decision"]
+    assert [o["name"] for o in meta["outputs"]] == ["score", "decision", "cold_start", "missing"]
     assert ctx["client"].get(f"/v2/models/{cfg.name}/ready").json()["ready"] is True
 
 
 def test_bad_input_table_covers_the_required_cases():
-    required = ["malformed JSON", "missing field", "wrong type", "NaN", "inf", "unknown customer",
+    required = ["malformed JSON", "missing field", "wrong type", "NaN", "inf",
                 "empty instances", "wrong content type", "out of range"]
     for word in required:
         assert any(word in name for name in BAD_CASES), word
@@ -101,11 +101,44 @@ def test_bad_input_is_a_4xx_with_an_error_and_the_server_stays_up(ctx, case):
     assert post(ctx, v1_path(ctx["cfg"]), v1_body(ctx["rows"][:1])).status_code == 200
 
 
-def test_unknown_entity_error_names_the_entity(ctx):
-    row = {**ctx["rows"][0], "terminal_id": 987654321}
-    resp = post(ctx, v1_path(ctx["cfg"]), v1_body([row]))
-    assert resp.status_code == 422
-    assert "terminal" in resp.json()["error"] and "987654321" in resp.json()["error"]
+def test_unseen_entities_are_scored_as_cold_start_and_counted(ctx):
+    """A new card, a new terminal, both: scored (V1 and V2), the missing views named, and counted;
+    the same row with known entities is not cold. The cold row's score is the model's answer to
+    missing values, so it differs from the known row's."""
+    cfg, mv = ctx["cfg"], ctx["mv"]
+    known = ctx["rows"][0]
+    rows = [known, {**known, "customer_id": 987654321}, {**known, "terminal_id": 987654321},
+            {**known, "customer_id": 987654322, "terminal_id": 987654322}]
+    labels = {"tenant": cfg.name, "model": cfg.name, "version": str(mv.version), "role": "stable"}
+
+    def cold(view):
+        return metric_samples(ctx).get(("mlplatform_cold_start_rows_total", tuple(sorted((labels | {"view": view}).items()))), 0.0)
+
+    before = {v: cold(v) for v in ("customer_velocity", "terminal_risk")}
+    resp = post(ctx, v1_path(cfg), v1_body(rows))
+    assert resp.status_code == 200, resp.text
+    preds = resp.json()["predictions"]
+    assert [p["cold_start"] for p in preds] == [False, True, True, True]
+    assert "missing" not in preds[0]
+    assert [p.get("missing") for p in preds[1:]] == [["customer_velocity"], ["terminal_risk"],
+                                                     ["customer_velocity", "terminal_risk"]]
+    assert all(0.0 <= p["score"] <= 1.0 for p in preds)
+    assert preds[1]["score"] != preds[0]["score"]
+    assert cold("customer_velocity") - before["customer_velocity"] == 2
+    assert cold("terminal_risk") - before["terminal_risk"] == 2
+
+    v2 = post(ctx, v2_path(cfg), v2_body(cfg, rows))
+    assert v2.status_code == 200, v2.text
+    outputs = {o["name"]: o for o in v2.json()["outputs"]}
+    assert outputs["cold_start"]["data"] == [False, True, True, True]
+    assert outputs["score"]["data"] == pytest.approx([p["score"] for p in preds], abs=1e-9)
+    assert outputs["missing"]["data"] == ["", "customer_velocity", "terminal_risk", "customer_velocity,terminal_risk"]
+
+
+def test_smoke_batch_sends_unseen_cards_and_terminals(ctx, fraud_server):
+    summary = smoke_test(ctx["cfg"], ctx["ws"], fraud_server.base_url, n=28, v2_every=2)
+    assert summary["errors"] == 0, summary
+    assert summary["cold_start_rows"] == 4 and summary["cold_start_flagged"] >= 4, summary
 
 
 def test_metrics_count_successes_and_errors_with_labels(ctx):

@@ -184,10 +184,17 @@ def test_good_tenant_names(raw):
 
 
 def test_duplicate_feature_names_across_views(raw):
+    raw["features"]["feature_views"][1]["features"].append({"name": "customer_bucket_count", "dtype": "int64"})
+    with pytest.raises(TenantConfigError) as exc:
+        parse_tenant(raw)
+    assert "feature names must be unique across views: ['customer_bucket_count']" in str(exc.value)
+
+
+def test_derived_features_may_not_shadow_stored_ones(raw):
     raw["features"]["feature_views"][1]["features"].append({"name": "customer_nb_tx_1d", "dtype": "int64"})
     with pytest.raises(TenantConfigError) as exc:
         parse_tenant(raw)
-    assert "feature names must be unique across views: ['customer_nb_tx_1d']" in str(exc.value)
+    assert "request.derived names features the views already store: ['customer_nb_tx_1d']" in str(exc.value)
 
 
 def test_label_column_must_be_declared(raw):

@@ -169,3 +169,12 @@ def test_a_trainer_without_log_is_refused_and_the_older_function_form_is_accepte
     # tenant files written when trainers were module functions still load (training/trainers.py adapts them)
     path = _tenant(tmp_path, FRAUD_TENANT, **{"model.trainer": "mlplatform.training.xgboost_trainer:train"})
     assert load_tenant(path).model.trainer.endswith(":train")
+
+
+def test_a_stream_state_must_declare_key_value_state_and_horizon(plugins):
+    mod = importlib.import_module(plugins("class Half:\n    key = 'card'\n    value = 'amount'\n"))
+    problems = contracts.fits(mod.Half, contracts.BucketState)
+    assert problems == ["has no member 'state'", "has no member 'horizon_hours'"]
+    from fraud_tenant.velocity import CUSTOMER
+
+    assert contracts.fits(CUSTOMER, contracts.BucketState) == []

@@ -2,8 +2,10 @@
 
 Point-in-time convention: a payment at time t is scored with features as of t - 1 ms, so a row
 stamped at `event_timestamp` may only use information known at that instant:
-- customer_velocity: one row per payment, the card's state right after it (its own amount is
-  in the row, but the row is stamped at t, so scoring that payment never sees it);
+- customer_velocity: one row per payment, the card's hourly buckets right after it (its own
+  amount is in the row, but the row is stamped at t, so scoring that payment never sees it); the
+  windows are counted from those buckets at the scored event's time by the request transform
+  (fraud_tenant.velocity.windows), the same code offline and online;
 - terminal_risk: one row per terminal per day D (00:00 UTC) from payments in [D - w, D) and
   only the labels already available at D, since chargebacks arrive days after the payment.
 """
@@ -17,10 +19,16 @@ import pandas as pd
 
 from mlplatform.config import TenantConfig
 
+from fraud_tenant import velocity
+
 WINDOWS_DAYS = (1, 7, 30)
 _DAY_NS = 86_400 * 10**9
-CUSTOMER_FEATURES = [f"customer_nb_tx_{w}d" for w in WINDOWS_DAYS] + [f"customer_avg_amount_{w}d" for w in WINDOWS_DAYS]
+CUSTOMER_FEATURES = velocity.CUSTOMER.state  # stored; the windows are request-derived
 TERMINAL_FEATURES = [f"terminal_nb_tx_{w}d" for w in WINDOWS_DAYS] + [f"terminal_risk_{w}d" for w in WINDOWS_DAYS]
+
+
+_LIST_DTYPES = {"int64_list": pd.ArrowDtype(velocity.STATE_TYPES[0]),
+                "float64_list": pd.ArrowDtype(velocity.STATE_TYPES[2])}
 
 
 def _utc_ns(values: pd.Series) -> np.ndarray:
@@ -35,31 +43,13 @@ def _declared(cfg: TenantConfig, view: str) -> dict[str, str]:
     fv = next((v for v in cfg.features.feature_views if v.name == view), None)
     if fv is None:
         raise ValueError(f"tenant {cfg.name!r} declares no feature view {view!r}")
-    return {f.name: f.dtype for f in fv.features}
+    # list features (bucket state) stay Arrow lists; parquet and Feast take them as arrays
+    return {f.name: _LIST_DTYPES.get(f.dtype, f.dtype) for f in fv.features}
 
 
 def customer_velocity(raw: pd.DataFrame) -> pd.DataFrame:
-    """Per payment: count and mean amount of the card's payments in (t - w, t]."""
-    df = raw[["customer_id", "tx_datetime", "amount"]].copy()
-    df["tx_datetime"] = pd.to_datetime(df["tx_datetime"], utc=True)
-    if "transaction_id" in raw:
-        df["transaction_id"] = raw["transaction_id"]
-        order = ["customer_id", "tx_datetime", "transaction_id"]
-    else:
-        order = ["customer_id", "tx_datetime"]
-    # Sorted by (customer, time), the grouped rolling output lines up with df row by row.
-    df = df.sort_values(order, kind="stable", ignore_index=True)
-    grouped = df.groupby("customer_id", sort=False)
-    out = pd.DataFrame({"customer_id": df["customer_id"].astype(np.int64), "event_timestamp": df["tx_datetime"]})
-    for w in WINDOWS_DAYS:
-        agg = grouped.rolling(f"{w}D", on="tx_datetime", closed="right")["amount"].agg(["count", "mean"])
-        out[f"customer_nb_tx_{w}d"] = agg["count"].to_numpy().astype(np.int64)
-        out[f"customer_avg_amount_{w}d"] = agg["mean"].to_numpy()
-    # Payments of one card at the same instant share a timestamp; rolling gives each a partial
-    # state, so all of them get the state after the last one (Feast cannot tell them apart).
-    same = out.groupby(["customer_id", "event_timestamp"], sort=False)
-    out[CUSTOMER_FEATURES] = same[CUSTOMER_FEATURES].transform("last")
-    return out[["customer_id", "event_timestamp", *CUSTOMER_FEATURES]]
+    """Per payment time: the card's hourly buckets right after it (fraud_tenant.velocity)."""
+    return velocity.state_table(velocity.CUSTOMER, raw, "tx_datetime")
 
 
 def _window_counts(term: np.ndarray, start: np.ndarray, end: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -133,12 +123,13 @@ def request_features(df: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame |
     hour = (ns // 3_600_000_000_000) % 24
     weekday = (ns // _DAY_NS + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     amount = np.asarray(df["amount"], dtype=np.float64)
-    try:  # fast path: floats, or objects with None (an unseen card in the online store)
-        avg = np.asarray(df["customer_avg_amount_30d"], dtype=np.float64)
-    except (TypeError, ValueError):  # pd.NA and other non-numeric markers
-        avg = pd.to_numeric(df["customer_avg_amount_30d"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    spec = velocity.CUSTOMER
+    state = [df[c] if columns else list(df[c]) for c in spec.state]
+    counted = velocity.windows(spec, *state, ns)  # windows at this event's time
+    avg = counted["customer_avg_amount_30d"]
     usable = np.isfinite(avg) & (avg != 0)  # no history -> neutral ratio 1.0
     derived = {
+        **counted,
         "tx_hour": hour.astype(np.int64),
         "tx_is_weekend": (weekday >= 5).astype(np.int64),
         "tx_is_night": ((hour < 6) | (hour >= 22)).astype(np.int64),

@@ -9,14 +9,19 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Bool, Float64, Int64, String
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.types import Array, Bool, Float64, Int64, String
 
 from mlplatform.config import TenantConfig
 
-FEAST_TYPES = {"int64": Int64, "float64": Float64, "string": String, "bool": Bool}
+FEAST_TYPES = {"int64": Int64, "float64": Float64, "string": String, "bool": Bool,
+               "int64_list": Array(Int64), "float64_list": Array(Float64)}
 KEY_TYPES = {"int": ValueType.INT64, "str": ValueType.STRING}
 EVENT_TIMESTAMP = "event_timestamp"
+
+
+def push_source_name(view: str) -> str:
+    return f"{view}_push"
 
 
 def key_value_type(cfg: TenantConfig, join_key: str) -> ValueType:
@@ -37,6 +42,9 @@ def feast_objects(cfg: TenantConfig, features_dir: Path) -> list:
             path=str(features_dir / f"{view.name}.parquet"),
             timestamp_field=EVENT_TIMESTAMP,
         )
+        if cfg.features.stream and cfg.features.stream.view == view.name:
+            # the stream worker pushes fresh rows (online); training still reads the parquet table
+            source = PushSource(name=push_source_name(view.name), batch_source=source)
         views.append(
             FeatureView(
                 name=view.name,

@@ -36,7 +36,7 @@ def bucketed_score_ks(a, b) -> float:
 
 
 class ServingMetrics:
-    """The three metric families; `registry` is replaceable for unit tests."""
+    """The metric families; `registry` is replaceable for unit tests."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY):
         self.requests = Counter(
@@ -50,6 +50,10 @@ class ServingMetrics:
         self.score = Histogram(
             "mlplatform_prediction_score", "Predicted scores, one observation per scored row",
             LABELS, buckets=SCORE_BUCKETS, registry=registry,
+        )
+        self.cold_start = Counter(  # rows scored without any feature of a view (an unseen card, terminal)
+            "mlplatform_cold_start_rows", "Rows scored with every feature of a view missing (entity not in "
+            "the online store: never seen, or older than the TTL)", [*LABELS, "view"], registry=registry,
         )
 
 

@@ -11,13 +11,13 @@ predict()  V1 {"instances": [...]} or V2 (Open Inference Protocol) -> validated 
 
 The pandas-free request path: serving/fast_path.py.
 
-Unknown entities (policy): a row is rejected when, for one of its entities, every feature of a
-view keyed by that entity is null, i.e. the online store has no row for that key (never seen, or
-older than the view's TTL). The model never saw such all-empty inputs in training, so a score would
-be a guess; the request fails with HTTP 422 naming the entity and key instead, and the caller
-applies its own fallback. (422, not 404: the endpoint and model exist; the request is well-formed
-but cannot be scored. Malformed requests are 400.) Individual null features of a known entity are
-passed to the model as missing values, as in training.
+Cold start (policy, issue 14): every well-formed row is scored. An entity the online store has no
+row for (never seen, or older than the view's TTL) gets its view's features as missing values, as
+training saw a card's first payment; the row's response says so (V1 `"cold_start": true` and
+`"missing": [view, ...]`; V2 a `cold_start` BOOL output and a `missing` BYTES output, the views
+per row comma-joined), and `mlplatform_cold_start_rows_total{view}` counts such rows. Malformed requests are
+400. 422 is kept only for a row that cannot be scored: the model returns a non-finite score for it
+(a model that takes no missing values), named by row and missing views, never a NaN passed on.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ class FeatureStoreUnavailable(RuntimeError):
 
 
 class UnknownEntity(InvalidInput):
-    """A row names an entity the online store has no features for. A subclass of InvalidInput, so a
-    plain kserve server still answers 400; `server.install_http_hooks` maps it to 422."""
+    """A row cannot be scored (a non-finite score, see the policy above). A subclass of
+    InvalidInput, so a plain kserve server still answers 400; `server.install_http_hooks` maps it
+    to 422."""
 
 
 class TenantPredictor(ServedModel):
@@ -56,10 +57,11 @@ class TenantPredictor(ServedModel):
         self.schema = RequestSchema(cfg)
         self.threshold: float | None = None
         self.monitor = None  # drift histograms and prediction log (mlplatform.monitoring.serving), set by load()
-        # views as (join keys, feature names): the unit of the unknown-entity check
-        self.views = [([cfg.features.entity(e).join_key for e in v.entities], [f.name for f in v.features])
-                      for v in cfg.features.feature_views]
-        self.entity_of_key = {e.join_key: e.name for e in cfg.features.entities}
+        # views as (name, feature names): the unit of the cold-start check
+        self.views = [(v.name, [f.name for f in v.features]) for v in cfg.features.feature_views]
+        # list features (bucketed state) go to the transform as lists; scalars as float64
+        self._lists = {f.name for v in cfg.features.feature_views for f in v.features if f.dtype.endswith("_list")}
+        self._cold_start: dict = {}  # per view, set by started()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -106,6 +108,7 @@ class TenantPredictor(ServedModel):
         # the child is looked up once: labels(**...) per scored row cost more than observe()
         self._score_metric = self.metrics.score.labels(**self._labels)
         self._online_errors = health_metrics().online_store_errors.labels(**self._labels)
+        self._cold_start = {view: self.metrics.cold_start.labels(**self._labels, view=view) for view, _ in self.views}
         self.monitor = PredictionMonitor.for_model(self.cfg, self.ws, mv.run_id, self._labels,
                                                    log=row_log(self.cfg, self.ws, self.role))
 
@@ -116,11 +119,13 @@ class TenantPredictor(ServedModel):
 
     def get_output_types(self) -> list[dict]:
         return [{"name": "score", "datatype": "FP64", "shape": [-1]},
-                {"name": "decision", "datatype": "BOOL", "shape": [-1]}]
+                {"name": "decision", "datatype": "BOOL", "shape": [-1]},
+                {"name": "cold_start", "datatype": "BOOL", "shape": [-1]},
+                {"name": "missing", "datatype": "BYTES", "shape": [-1]}]
 
     def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers=None):
         cols = self.schema.columns(payload, headers)
-        scores, inputs = self.score_inputs(cols)
+        scores, inputs, missing = self.score_rows(cols)
         decisions = scores >= self.threshold
         if self.monitor is not None:
             self.monitor.observe(inputs, self.features, scores, decisions, cols, headers, getattr(payload, "id", None))
@@ -132,11 +137,13 @@ class TenantPredictor(ServedModel):
             return InferResponse(
                 response_id=payload.id or str(uuid.uuid4()), model_name=self.name, model_version=self.model_version,
                 infer_outputs=[InferOutput("score", [len(scores)], "FP64", data=score_list),
-                               InferOutput("decision", [len(scores)], "BOOL", data=decision_list)],
+                               InferOutput("decision", [len(scores)], "BOOL", data=decision_list),
+                               InferOutput("cold_start", [len(scores)], "BOOL", data=[bool(m) for m in missing]),
+                               # V2 parameters are scalars: the missing views per row as a BYTES tensor
+                               InferOutput("missing", [len(scores)], "BYTES", data=[",".join(m) for m in missing])],
                 parameters={"threshold": self.threshold},
             )
-        return {"predictions": [{"score": s, "decision": d, "model_version": self.model_version}
-                                for s, d in zip(score_list, decision_list)]}
+        return {"predictions": [_row(s, d, self.model_version, m) for s, d, m in zip(score_list, decision_list, missing)]}
 
     def score(self, cols: dict[str, list]) -> np.ndarray:
         """Validated request columns -> scores (float64), through the same transform as training."""
@@ -144,7 +151,22 @@ class TenantPredictor(ServedModel):
 
     def score_inputs(self, cols: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and the model's inputs (rows x `self.features`, float64: the drift histograms bin them)."""
+        return self.score_rows(cols)[:2]
+
+    def score_rows(self, cols: dict[str, list]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """`score_inputs` and, per row, the views it was scored without (cold start); a row whose
+        score is not finite cannot be scored: UnknownEntity (422)."""
+        scores, x, missing = self._score(cols)
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if bad.size:
+            i = int(bad[0])
+            raise UnknownEntity(f"row {i}: the model gives no score (non-finite) for it; missing views: "
+                                f"{missing[i] or 'none'}")
+        return scores, x, missing
+
+    def _score(self, cols: dict[str, list]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         n = len(next(iter(cols.values())))
+        missing: list[list[str]] = [[] for _ in range(n)]
         feats: dict[str, list] = {}
         if self.online is not None:
             try:  # the key columns as they are: Feast takes columns, no per-row dicts
@@ -154,7 +176,7 @@ class TenantPredictor(ServedModel):
                 self._reopen_online_store()
                 raise FeatureStoreUnavailable(f"online feature store unavailable: {type(err).__name__}: "
                                               f"{str(err)[:200]}") from err
-            self._reject_unknown(feats, cols, n)
+            missing = self._cold_start_views(feats, n)
         columns: dict[str, Any] = {}
         for spec in self.schema.specs:
             values = cols[spec.name]
@@ -163,23 +185,23 @@ class TenantPredictor(ServedModel):
             else:
                 columns[spec.name] = np.array(values, dtype=COLUMN_DTYPES[spec.type])
         for _, names in self.views:
-            for f in names:
-                columns[f] = np.array(feats[f], dtype=np.float64)  # None (a missing value) -> NaN
+            for f in names:  # None (a missing value) -> NaN; lists stay lists (None where missing)
+                columns[f] = feats[f] if f in self._lists else np.array(feats[f], dtype=np.float64)
         if self._columnar:
             frame = self._transform(columns) if self._transform is not None else columns
             x = np.empty((n, len(self.features)))
             for j, f in enumerate(self.features):
                 x[:, j] = frame[f]
-            return np.asarray(self._score_matrix(x), dtype=np.float64), x
+            return np.asarray(self._score_matrix(x), dtype=np.float64), x, missing
         df = pd.DataFrame(columns)
         if self._transform is not None:
             df = self._transform(df)
         # as training builds the drift reference (monitoring.drift.drift_reference)
         x = np.column_stack([df[f].to_numpy(dtype=np.float64, na_value=np.nan) for f in self.features])
         if self._score_matrix is not None:
-            return np.asarray(self._score_matrix(x), dtype=np.float64), x
+            return np.asarray(self._score_matrix(x), dtype=np.float64), x, missing
         # the whole frame, as training does (training/classification.py): the trainer selects its inputs itself
-        return np.asarray(self._predict_fn(self.model, df), dtype=np.float64), x
+        return np.asarray(self._predict_fn(self.model, df), dtype=np.float64), x, missing
 
     def _reopen_online_store(self) -> None:
         """A fresh store object (the SQLite store keeps its connection open, so a replaced database
@@ -191,10 +213,20 @@ class TenantPredictor(ServedModel):
         except Exception:  # noqa: BLE001 - keep the old one; the next request tries again
             pass
 
-    def _reject_unknown(self, feats: dict[str, list], cols: dict[str, list], n: int) -> None:
-        for keys, names in self.views:
-            for i in range(n):
-                if all(feats[f][i] is None for f in names):
-                    who = ", ".join(f"{self.entity_of_key[k]} {k}={cols[k][i]!r}" for k in keys)
-                    raise UnknownEntity(f"row {i}: unknown {who}: the online store has no features for it "
-                                        f"(never seen, or older than the feature TTL)")
+    def _cold_start_views(self, feats: dict[str, list], n: int) -> list[list[str]]:
+        """Per row, the views with every feature missing (counted: mlplatform_cold_start_rows_total)."""
+        missing: list[list[str]] = [[] for _ in range(n)]
+        for view, names in self.views:
+            cold = [i for i in range(n) if all(feats[f][i] is None for f in names)]
+            for i in cold:
+                missing[i].append(view)
+            if cold and view in self._cold_start:
+                self._cold_start[view].inc(len(cold))
+        return missing
+
+
+def _row(score: float, decision: bool, version, missing: list[str]) -> dict:
+    row = {"score": score, "decision": decision, "model_version": version, "cold_start": bool(missing)}
+    if missing:
+        row["missing"] = missing
+    return row

@@ -57,7 +57,8 @@ def install_http_hooks(app, predictor) -> None:
 
     - request metrics for every status, including errors kserve raises before the model runs
       (kserve's own per-request timing middleware, a log line feeder, is left out);
-    - UnknownEntity -> 422 (kserve maps its base class InvalidInput to 400);
+    - UnknownEntity (a row that cannot be scored, see predictor.py) -> 422 (kserve maps its base class
+      InvalidInput to 400);
     - FastAPI's body validation (the V2 route parses JSON into a pydantic model) -> 400
       {"error": ...} instead of 422 {"detail": [...]}; unknown routes -> {"error": ...} too;
     - FeatureStoreUnavailable -> 503 (a server-side fault; kserve would answer 500);

@@ -2,9 +2,10 @@
 rejected with a 4xx and {"error": ...}.
 
 Traffic: the newest ingested raw rows (entity keys + request fields, timestamps as ISO strings),
-mostly V1, every `v2_every`-th request as V2. Rows whose entities the online store does not know
-are left out (an unknown entity is a 422 by policy, see predictor.py; it is exercised by the bad
-requests instead) and counted as `skipped_unknown_entities`.
+mostly V1, every `v2_every`-th request as V2, plus rows naming unseen entities (every integer key
+in turn): every well-formed row must be scored, unseen ones flagged cold start (policy in
+serving/predictor.py); `cold_start_rows` counts the rows sent unseen, `cold_start_flagged` the
+responses that said so.
 """
 
 from __future__ import annotations
@@ -61,28 +62,46 @@ def _json_value(v: Any) -> Any:
 
 
 def newest_rows(cfg: TenantConfig, ws: Workspace, n: int) -> tuple[list[dict], int]:
-    """Up to n request rows from the newest raw data whose entities the online store knows,
-    and how many newer rows were skipped for unknown entities."""
+    """The n newest request rows of the raw data, newest first, and how many of them name an entity
+    the online store does not hold (they are scored as cold start)."""
     from mlplatform.data.ingest import load_raw
     from mlplatform.features.store import OnlineFeatures
 
     schema = RequestSchema(cfg)
     names = [s.name for s in schema.specs]
     raw = load_raw(cfg, ws)
-    candidates = raw[names].tail(2 * n).iloc[::-1].reset_index(drop=True)  # newest first
-    keys = [k.name for k in schema.keys]
-    known = np.ones(len(candidates), dtype=bool)
+    rows = [{k: _json_value(v) for k, v in r.items()} for r in raw[names].tail(n).iloc[::-1].to_dict("records")]
     views = cfg.features.feature_views
-    if views:
-        entity_rows = [{k: _json_value(r[k]) for k in keys} for r in candidates.to_dict("records")]
-        feats = OnlineFeatures(cfg, ws).fetch(entity_rows)
+    if not views or not rows:
+        return rows, 0
+    keys = [k.name for k in schema.keys]
+    feats = OnlineFeatures(cfg, ws).fetch([{k: r[k] for k in keys} for r in rows])
+    cold = np.zeros(len(rows), dtype=bool)
     for view in views:
-        cols = [f.name for f in view.features]
-        known &= ~feats[cols].isna().all(axis=1).to_numpy()
-    take = np.flatnonzero(known)[:n]
-    scanned = int(take[-1]) + 1 if len(take) else len(candidates)
-    rows = [{k: _json_value(v) for k, v in r.items()} for r in candidates.iloc[take].to_dict("records")]
-    return rows, scanned - len(take)
+        cold |= feats[[f.name for f in view.features]].isna().all(axis=1).to_numpy()
+    return rows, int(cold.sum())
+
+
+def with_unseen(cfg: TenantConfig, rows: list[dict], every: int = 7) -> tuple[list[dict], set[int]]:
+    """`rows` with every `every`-th one naming an entity no generator produces (each integer key in
+    turn: a new card, a new terminal): the rows, and the indices made unseen."""
+    keys = [k for k in RequestSchema(cfg).keys if k.type == "int"] if cfg.features.feature_views else []
+    if not keys or every <= 0:
+        return rows, set()
+    out, unseen = [], 0
+    for i, row in enumerate(rows):
+        if i % every == every - 1:
+            key = keys[unseen % len(keys)]
+            row = {**row, key.name: int(key.max) - unseen if key.max is not None else 2**53 - unseen}
+            unseen += 1
+        out.append(row)
+    return out, {i for i in range(len(rows)) if i % every == every - 1}
+
+
+def _cold_start(body: dict, is_v2: bool) -> bool:
+    if is_v2:
+        return any(o["name"] == "cold_start" and o["data"][0] for o in body.get("outputs", []))
+    return bool(body.get("predictions", [{}])[0].get("cold_start"))
 
 
 def bad_requests(cfg: TenantConfig, good: dict) -> list[BadRequest]:
@@ -119,11 +138,7 @@ def bad_requests(cfg: TenantConfig, good: dict) -> list[BadRequest]:
         ]
         if numeric.max is not None:
             cases.append(BadRequest("out of range", v1, with_(**{numeric.name: numeric.max * 1000}), 400))
-    key = schema.keys[0] if schema.keys and cfg.features.feature_views else None
-    if key is not None and key.type == "int":
-        unseen = int(key.max) if key.max is not None else 2**53  # a valid id no generator produces
-        entity = next(e.name for e in cfg.features.entities if e.join_key == key.name)
-        cases.append(BadRequest(f"unknown {entity}", v1, with_(**{key.name: unseen}), 422))
+    # an unseen entity is no bad request: it is scored as cold start (with_unseen, in the traffic)
     return cases
 
 
@@ -132,10 +147,11 @@ def smoke_test(cfg: TenantConfig, ws: Workspace, base_url: str, n: int | None = 
     import httpx
 
     n = n or cfg.serving.smoke_requests
-    rows, skipped = newest_rows(cfg, ws, n)
+    rows, cold_newest = newest_rows(cfg, ws, n)
     if not rows:
-        raise RuntimeError(f"tenant {cfg.name!r}: no raw rows with entities known to the online store")
-    latencies, errors, v2_requests, v2_errors, first_errors = [], 0, 0, 0, []
+        raise RuntimeError(f"tenant {cfg.name!r}: no raw rows to send")
+    rows, unseen = with_unseen(cfg, rows)
+    latencies, errors, v2_requests, v2_errors, first_errors, flagged = [], 0, 0, 0, [], 0
     with httpx.Client(base_url=base_url, timeout=timeout) as client:
         for i, row in enumerate(rows):
             is_v2 = v2_every > 0 and i % v2_every == v2_every - 1
@@ -144,7 +160,15 @@ def smoke_test(cfg: TenantConfig, ws: Workspace, base_url: str, n: int | None = 
             resp = client.post(path, content=orjson.dumps(body), headers=JSON)
             latencies.append((time.perf_counter() - started) * 1000)
             v2_requests += is_v2
-            if not resp.is_success:
+            cold = resp.is_success and _cold_start(resp.json(), is_v2)
+            flagged += cold
+            if i in unseen and not cold:  # an unseen entity must be scored and said to be cold
+                errors += 1
+                v2_errors += is_v2
+                if len(first_errors) < 3:
+                    first_errors.append(f"row {i} (unseen entity) not scored as cold start: {resp.status_code}: "
+                                        f"{resp.text[:160]}")
+            elif not resp.is_success:
                 errors += 1
                 v2_errors += is_v2
                 if len(first_errors) < 3:
@@ -159,7 +183,9 @@ def smoke_test(cfg: TenantConfig, ws: Workspace, base_url: str, n: int | None = 
         "p99_ms": round(float(np.percentile(lat, 99)), 2),
         "v2_requests": v2_requests,
         "v2_errors": v2_errors,
-        "skipped_unknown_entities": skipped,
+        "cold_start_rows": len(unseen),  # sent with an unseen card or terminal
+        "cold_start_newest": cold_newest,  # newest rows whose entities the store does not hold either
+        "cold_start_flagged": flagged,  # responses that said cold start (>= cold_start_rows when all scored)
         "bad_requests": rejected + len(not_rejected),
         "bad_requests_rejected": rejected,
         "bad_requests_not_rejected": not_rejected,

@@ -1,0 +1,172 @@
+"""The stream worker against this machine's Redis (issue 14, item 2): events in a consumer group ->
+hourly bucket state -> Feast's Redis online store through the PushSource. The state online equals
+the offline state table; redelivery after a crash between apply and ack does not double-count;
+a dead consumer's pending messages are claimed; late events follow the stated policy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_tenant import velocity
+from mlplatform.config import StreamConfig, load_tenant
+from mlplatform.features import store
+from mlplatform.features.stream import StreamWorker, publish, stream_key
+from mlplatform.workspace import Workspace
+from tests.conftest import FRAUD_TENANT, require
+
+REDIS = "redis://127.0.0.1:6379/0"
+T0 = pd.Timestamp("2026-03-02 08:00", tz="UTC")
+
+
+def redis_client():
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS, decode_responses=True)
+        client.ping()
+        return client
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@pytest.fixture
+def env(tmp_path):
+    client = redis_client()
+    require(client is not None, "Redis at 127.0.0.1:6379 is not reachable")
+    name = f"st{uuid.uuid4().hex[:10]}"  # its own Feast project, stream and state keys
+    cfg = load_tenant(FRAUD_TENANT)
+    feats = cfg.features.model_copy(update={
+        "online_store": cfg.features.online_store.model_copy(update={"type": "redis", "connection_string": "127.0.0.1:6379"}),
+        "stream": StreamConfig(view="customer_velocity", state="fraud_tenant.velocity:CUSTOMER", redis_url=REDIS,
+                               claim_idle_ms=0),
+    })
+    cfg = type(cfg).model_validate({**cfg.model_dump(), "name": name, "features": feats.model_dump()})
+    ws = Workspace(tmp_path)
+    seed = events(3, start=T0 - pd.Timedelta(days=40))  # the tables need rows; long before the test events
+    store.build_tables(cfg, ws, seed)
+    fs = store.apply(cfg, ws)
+    yield cfg, ws, client, fs
+    fs.teardown()  # the project's online rows
+    for k in client.scan_iter(f"mlplatform:{name}:*"):
+        client.delete(k)
+
+
+def events(n: int, start=T0, cards: int = 3, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(3 * 3600, n).cumsum()  # a payment every 3 h on average, over 3 cards
+    return pd.DataFrame({
+        "transaction_id": np.arange(n) + seed * 10**6,
+        "tx_datetime": start + pd.to_timedelta(np.round(gaps), unit="s"),
+        "customer_id": rng.integers(1, cards + 1, n), "terminal_id": 10,
+        "amount": np.round(rng.uniform(1, 200, n), 2), "is_fraud": 0,
+        "label_available_at": start + pd.Timedelta(days=60), "fraud_scenario": 0,
+    })
+
+
+def online_state(cfg, ws, cards) -> pd.DataFrame:
+    out = store.OnlineFeatures(cfg, ws).lookup({"customer_id": list(cards), "terminal_id": [10] * len(cards)})
+    return pd.DataFrame({c: out[c] for c in ["customer_id", *velocity.CUSTOMER.state]})
+
+
+def drain(worker: StreamWorker) -> None:
+    while worker.run_once():
+        pass
+
+
+def offline_last_state(raw: pd.DataFrame) -> pd.DataFrame:
+    table = velocity.state_table(velocity.CUSTOMER, raw, "tx_datetime")
+    return table.sort_values("event_timestamp").groupby("customer_id").tail(1).set_index("customer_id")
+
+
+def assert_state_equal(online: pd.DataFrame, offline: pd.DataFrame) -> None:
+    for _, row in online.iterrows():
+        want = offline.loc[row["customer_id"]]
+        assert list(row["customer_bucket_hour"]) == list(want["customer_bucket_hour"])
+        assert list(row["customer_bucket_count"]) == list(want["customer_bucket_count"])
+        np.testing.assert_allclose(row["customer_bucket_amount"], want["customer_bucket_amount"], rtol=1e-12)
+
+
+def test_streamed_state_equals_the_offline_state(env):
+    cfg, ws, client, _ = env
+    raw = events(200)
+    assert publish(client, cfg, raw) == 200
+    worker = StreamWorker(cfg, ws, "a", client=client)
+    drain(worker)
+    assert worker.stats.events["applied"] == 200 and worker.stats.events["duplicate"] == 0
+    assert worker.stats.rows["written"] >= 3
+    assert_state_equal(online_state(cfg, ws, [1, 2, 3]), offline_last_state(raw))
+    assert client.xpending(stream_key(cfg), "features")["pending"] == 0
+
+
+def test_redelivery_after_a_crash_between_apply_and_ack_is_not_counted_twice(env):
+    cfg, ws, client, _ = env
+    raw = events(30, seed=1)
+    publish(client, cfg, raw)
+    # a worker process reads all 30, applies 20 and is killed (SIGKILL): nothing pushed, nothing acked
+    tenant = ws.home / "tenant.json"
+    tenant.write_text(cfg.model_dump_json())
+    script = textwrap.dedent(f"""
+        import os, signal
+        from mlplatform.config import TenantConfig
+        from mlplatform.features.stream import StreamWorker, stream_key
+        from mlplatform.workspace import Workspace
+        cfg = TenantConfig.model_validate_json(open({str(tenant)!r}).read())
+        w = StreamWorker(cfg, Workspace({str(ws.home)!r}), "dying")
+        (_, messages), = w.redis.xreadgroup("features", "dying", {{stream_key(cfg): ">"}}, count=100)
+        w.apply(messages[:20])
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    died = subprocess.run([sys.executable, "-c", script], env=os.environ, capture_output=True, text=True, timeout=120)
+    assert died.returncode == -9, died.stderr
+    assert client.xpending(stream_key(cfg), "features")["pending"] == 30
+    live = StreamWorker(cfg, ws, "live", client=client)
+    drain(live)  # claims the dead consumer's pending messages (claim_idle_ms = 0 here)
+    assert live.stats.claimed == 30
+    assert live.stats.events["duplicate"] == 20 and live.stats.events["applied"] == 10
+    assert client.xpending(stream_key(cfg), "features")["pending"] == 0
+    assert_state_equal(online_state(cfg, ws, sorted(raw["customer_id"].unique())), offline_last_state(raw))
+    # a second delivery of everything changes nothing: every row is left as it is
+    publish(client, cfg, raw)
+    again = StreamWorker(cfg, ws, "again", client=client)
+    drain(again)
+    assert again.stats.events["duplicate"] == 30 and again.stats.rows["written"] == 0
+    assert again.stats.rows["skipped"] == raw["customer_id"].nunique()
+
+
+def test_late_events_policy(env):
+    cfg, ws, client, _ = env
+    now = pd.DataFrame({"transaction_id": [1], "tx_datetime": [T0], "customer_id": [7], "amount": [10.0]})
+    publish(client, cfg, now)
+    worker = StreamWorker(cfg, ws, "w", client=client)
+    drain(worker)
+    late = pd.DataFrame({"transaction_id": [2, 3], "customer_id": [7, 7], "amount": [5.0, 40.0],
+                         "tx_datetime": [T0 - pd.Timedelta(days=31), T0 - pd.Timedelta(hours=2)]})
+    publish(client, cfg, late)
+    drain(worker)
+    assert worker.stats.events["late"] == 1  # beyond the 30-day horizon: dropped, counted
+    assert worker.stats.events["out_of_order"] == 1  # inside it: applied to its hour
+    assert worker.stats.rows["restamped"] == 1  # same newest time, changed state: written 1 µs later
+    (row,) = online_state(cfg, ws, [7]).to_dict("records")
+    hour = T0.value // velocity.HOUR_NS
+    assert list(row["customer_bucket_hour"]) == [hour - 2, hour]
+    assert list(row["customer_bucket_count"]) == [1, 1]
+    counted = velocity.windows(velocity.CUSTOMER, [row["customer_bucket_hour"]], [row["customer_bucket_count"]],
+                               [row["customer_bucket_amount"]], np.array([T0.value + 1]))
+    assert counted["customer_nb_tx_1d"][0] == 2 and counted["customer_avg_amount_1d"][0] == 25.0
+
+
+def test_malformed_messages_are_counted_and_acknowledged(env):
+    cfg, ws, client, _ = env
+    client.xadd(stream_key(cfg), {"id": "x", "key": "1", "ts_us": "not a time", "value": "1"})
+    worker = StreamWorker(cfg, ws, "w", client=client)
+    drain(worker)
+    assert worker.stats.events["malformed"] == 1
+    assert client.xpending(stream_key(cfg), "features")["pending"] == 0
