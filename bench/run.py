@@ -11,7 +11,7 @@ Load only ever targets 127.0.0.1, with bounded counts and durations.
 
 This module only orchestrates (flags, which sections run, merging with the last results, writing
 the files). Each section is its own module with `run(...)` and `markdown(...)` (and `plot` when it
-has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,letor,demo}_bench.py; what they
+has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,letor,recipe,demo}_bench.py; what they
 share is bench/common.py; bench/report.py renders docs/benchmarks.md from the results.
 """
 
@@ -27,11 +27,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, report, search_bench, serving_bench,
-                   shadow_bench, training_bench, workers_bench)
+from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, recipe_bench, report, search_bench,
+                   serving_bench, shadow_bench, training_bench, workers_bench)
 from bench.common import FRAUD, FULL, QUICK, REPO, TARGETS, build_workspace, machine, reported
 
-SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "letor")
+SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "letor", "recipe")
+NEED_WORKSPACE = {"serving", "lookup", "training", "shadow"}  # the sections that measure the fraud workspace
 
 
 def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
@@ -46,6 +47,8 @@ def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
             dates[name] = new["date"]
     merged["section_dates"] = {name: dates[name] for name in SECTIONS
                                if name in dates and merged.get(name, {}).get("status") != "skipped"}
+    if merged.get("demo", {}).get("status") != "ok" and old.get("demo", {}).get("status") == "ok":
+        merged["demo"] = old["demo"]  # read from runs/ (demo_bench): a machine without a demo run keeps the last
     return merged
 
 
@@ -69,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.home:
             tenant, home = Path(args.tenant_file or FRAUD), Path(args.home)
-        else:
+        elif NEED_WORKSPACE - skip:
             tenant, home = build_workspace(args.quick, work)
+        else:  # no section reads it
+            tenant, home = FRAUD, work / "home"
         results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "mode": "quick" if args.quick else "full", "params": p,
                    "command": "python -m bench.run" + (" --quick" if args.quick else ""), "machine": machine(),
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                     "shadow": lambda: shadow_bench.run(tenant, home, p, work),
                     # these two build their own workspaces (clean, under work); a failure is reported, not raised
                     "search": lambda: reported(lambda: search_bench.run(p, work, args.quick)),
-                    "letor": lambda: reported(lambda: letor_bench.run(p, work, args.quick))}
+                    "letor": lambda: reported(lambda: letor_bench.run(p, work, args.quick)),
+                    "recipe": lambda: reported(lambda: recipe_bench.run(p, work, args.quick))}
         for name, fn in sections.items():
             if name in skip:
                 results[name] = {"status": "skipped"}
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(results, indent=2, default=str) + "\n")
         doc = Path(args.doc)
         img = Path(args.img_dir) if args.img_dir else doc.parent / "img"
-        images = report.plots(results, img) if not skip else []
+        images = report.plots(results, img)
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(report.markdown(results, os.path.relpath(img, doc.parent), images))
         print(f"bench: wrote {out} and {doc} in {results['seconds']} s")

@@ -261,6 +261,11 @@ class SplitConfig(Strict):
     gap_days: float = Field(default=0, ge=0, description="days dropped between train and validation")
     column: str | None = Field(
         default=None, description="split by this column's values 'train' / 'valid' / 'test' instead of by time")
+    min_validation_positives: int = Field(
+        default=30, ge=1, description="classification: with fewer positives in the validation window, the rounds "
+        "(and a tuning trial) are chosen over time_folds time folds of all rows instead (training/time_folds.py)")
+    time_folds: int = Field(default=3, ge=1, description="classification: expanding time folds used when the "
+                            "validation window is too thin; each fold's window holds an equal share of the positives")
 
 
 class ModelConfig(Strict):

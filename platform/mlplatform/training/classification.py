@@ -43,6 +43,9 @@ def train_classification_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_
 
     trainer = resolve_trainer(cfg.model.trainer)
     trained = trainer.train(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
+    selection = getattr(trained, "selection", None) or {}
+    if selection.get("thin"):  # the window could not choose: say how the model was chosen instead
+        logging.getLogger(__name__).warning("%s: %s", cfg.name, selection["message"])
     scores = trainer.predict(trained.model, valid_df)
     y_valid = valid_df[cfg.data.label].to_numpy()
     metrics = classification_metrics(y_valid, scores, cfg.metrics)
@@ -67,6 +70,6 @@ def train_classification_and_log(cfg: TenantConfig, ws: Workspace, pipeline_run_
         mlflow.log_dict(evidence, "evidence.json")
         mlflow.set_tag("evidence", "sufficient" if evidence["sufficient"] else evidence["message"])
 
-    return {"evidence": evidence} | log_training_run(cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
+    return {"evidence": evidence, "selection": selection} | log_training_run(cfg, ws, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
                             valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
                             validation_report=validation_report, log_extra=classification_artifacts)

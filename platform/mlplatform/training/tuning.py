@@ -48,7 +48,8 @@ def select(trials: list[dict]) -> dict:
 def search(cfg: TenantConfig, trial: Callable[[dict], dict], storage: Path,
            metric: str) -> tuple[dict[str, Any], list[dict]]:
     """Runs the search; returns the selected configuration and every trial (config, `metric` per
-    fold, mean, lower bound, `selected`). `trial(config)` returns `fold_score(...)`."""
+    fold, mean, lower bound, `selected`, and `rounds` when the trial chose them). `trial(config)`
+    returns `fold_score(...)`, optionally with `rounds`."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -63,7 +64,7 @@ def search(cfg: TenantConfig, trial: Callable[[dict], dict], storage: Path,
     )
     grid = tuner.fit()
     trials = [{"config": dict(r.config), "metric": metric,
-               **{k: r.metrics[k] for k in ("mean", "se", "lower", "folds")}}
+               **{k: r.metrics[k] for k in ("mean", "se", "lower", "folds", "rounds") if k in r.metrics}}
               for r in grid if r.metrics and "lower" in r.metrics]
     if not trials:
         errors = [str(r.error) for r in grid if r.error]
