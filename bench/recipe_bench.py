@@ -41,12 +41,12 @@ from bench.common import REPO, section_main
 FRAUD = REPO / "examples" / "fraud" / "tenant.yaml"
 VALID_SHARE = 0.2  # of a cell's queries / rows: the newest (classification) or last (ranking) fifth
 GRID = {
-    True: {"ranking": {"queries": [100], "noise": {"low": 0.45, "high": 1.5}, "seeds": [0], "test_queries": 100,
-                       "features": 40, "docs": (8, 25)},
+    True: {"ranking": {"queries": [100], "noise": {"high": 1.5}, "seeds": [0], "test_queries": 100,
+                       "features": 30, "docs": (8, 25)},
            "classification": {"rows": [5_000], "rates": [0.02], "seeds": [0], "test_rows": 10_000,
                               "simulation": {"customers": 2_000, "terminals": 4_000, "days": 40, "test_days": 8}}},
     False: {"ranking": {"queries": [100, 500, 2_000], "noise": {"low": 0.45, "high": 1.5}, "seeds": [0, 1, 2],
-                        "test_queries": 500, "features": 64, "docs": (15, 80)},
+                        "test_queries": 500, "features": 46, "docs": (8, 40)},  # LETOR 4.0's width
             "classification": {"rows": [5_000, 50_000, 500_000], "rates": [0.002, 0.02], "seeds": [0, 1, 2],
                                "test_rows": 100_000,
                                "simulation": {"customers": 14_000, "terminals": 28_000, "days": 72, "test_days": 12}}},
