@@ -35,6 +35,7 @@ NAME = "letor-bench"
 K = 10
 # label thresholds on the latent score: about 50% / 27% / 14% / 6% / 3% grades 0..4 (MSLR-WEB-like)
 THRESHOLDS = [0.0, 0.85, 1.6, 2.3]
+LABEL_NOISE = 0.45  # relevance noise (standard deviation) of the files this section writes
 SIZES = {
     True: {"features": 40, "docs": (8, 25), "queries": {"train": 60, "vali": 20, "test": 30}, "seeds": [0]},
     False: {"features": 64, "docs": (15, 80), "queries": {"train": 400, "vali": 100, "test": 200},
@@ -45,8 +46,10 @@ SIZES = {
 # --- the data -------------------------------------------------------------------------------------
 
 
-def _structure(rng: np.random.Generator, n_features: int) -> dict:
-    """What each feature is (fixed per data set): signal views, transforms, interactions, noise."""
+def feature_structure(seed: int, n_features: int) -> dict:
+    """What each feature is (fixed per data set, drawn from `seed`): signal views, transforms,
+    interactions, noise. The splits of one data set share it."""
+    rng = np.random.default_rng(10_000 + seed)
     perm = rng.permutation(n_features)  # signal features are scattered over the index range
     n_signal = max(4, n_features // 4)
     return {
@@ -61,10 +64,11 @@ def _structure(rng: np.random.Generator, n_features: int) -> dict:
 
 
 def generate(seed: int, queries: int, docs: tuple[int, int], n_features: int, qid_start: int = 0,
-             structure: dict | None = None) -> pd.DataFrame:
-    """Rows of `queries` queries: label (0-4), qid, f1..fN."""
+             structure: dict | None = None, noise: float = LABEL_NOISE) -> pd.DataFrame:
+    """Rows of `queries` queries: label (0-4), qid, f1..fN. `noise`: the standard deviation of the
+    relevance noise no feature sees (label noise; the latent signal's is about 1.2)."""
     rng = np.random.default_rng(seed)
-    st = structure or _structure(np.random.default_rng(10_000 + seed), n_features)
+    st = structure or feature_structure(seed, n_features)
     frames = []
     for q in range(queries):
         m = int(rng.integers(docs[0], docs[1] + 1))
@@ -76,7 +80,7 @@ def generate(seed: int, queries: int, docs: tuple[int, int], n_features: int, qi
                        if t == 2 else rng.poisson(np.exp(0.4 * v + 0.5)))
         a, b = st["pair"]
         latent = (z + 0.45 * x[:, a] * x[:, b] + 0.6 * (x[:, st["gate"]] > 1.0)
-                  - 0.35 * x[:, st["bump"]] ** 2 + rng.normal(0, 0.45, m))
+                  - 0.35 * x[:, st["bump"]] ** 2 + rng.normal(0, noise, m))
         latent += rng.normal(0, 0.5) + 0.35  # query difficulty: some queries have few relevant documents
         labels = np.digitize(latent, THRESHOLDS)
         scale, shift = rng.lognormal(0, 0.5), rng.normal(0, 1.0)
@@ -94,7 +98,7 @@ def write_files(folder: Path, seed: int, sizes: dict) -> dict[str, Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     n = sizes["features"]
-    structure = _structure(np.random.default_rng(10_000 + seed), n)
+    structure = feature_structure(seed, n)
     feats = [f"f{i}" for i in range(1, n + 1)]
     out, start = {}, 1
     for i, (split, queries) in enumerate(sizes["queries"].items()):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, scale_bench, search_bench, serving_bench,
+from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, recipe_bench, scale_bench, search_bench,
+                   serving_bench,
                    shadow_bench, training_bench, workers_bench)
 from bench.common import pyplot
 
@@ -14,8 +15,12 @@ from bench.common import pyplot
 def plots(results: dict, img: Path) -> list[str]:
     """Each section's plots into `img`; the names of the files made (the report links those)."""
     img.mkdir(parents=True, exist_ok=True)
-    made = serving_bench.plot(results["serving"], img) + training_bench.plot(results["training"], img)
-    made += search_bench.plot(results.get("search", {}), img) + scale_bench.plot(results.get("scale", {}), img)
+    measured = {name for name in ("serving", "training", "search", "scale")  # a skipped section has nothing to plot
+                if results.get(name, {}).get("status") != "skipped"}
+    made = serving_bench.plot(results["serving"], img) if "serving" in measured else []
+    made += training_bench.plot(results["training"], img) if "training" in measured else []
+    made += search_bench.plot(results.get("search", {}), img) if "search" in measured else []
+    made += scale_bench.plot(results.get("scale", {}), img) if "scale" in measured else []
     pyplot().close("all")
     return made
 
@@ -45,6 +50,7 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
     L += search_bench.markdown(results.get("search", {"status": "not run"}), img_rel, images)
     L += scale_bench.markdown(results.get("scale", {"status": "not run"}), img_rel, images)
     L += letor_bench.markdown(results.get("letor", {"status": "not run"}))
+    L += recipe_bench.markdown(results.get("recipe", {"status": "not run"}))
     L += demo_bench.markdown(results["demo"])
     L += ["", "## Reproduce", "", "```bash",
           "make bench                        # full: ~15-25 min on 2 cores, plus the search and LETOR builds",

@@ -11,7 +11,7 @@ Load only ever targets 127.0.0.1, with bounded counts and durations.
 
 This module only orchestrates (flags, which sections run, merging with the last results, writing
 the files). Each section is its own module with `run(...)` and `markdown(...)` (and `plot` when it
-has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,scale,letor,demo}_bench.py; what they
+has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,scale,letor,recipe,demo}_bench.py; what they
 share is bench/common.py; bench/report.py renders docs/benchmarks.md from the results.
 """
 
@@ -27,12 +27,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, report, scale_bench, search_bench,
-                   serving_bench, shadow_bench, training_bench, workers_bench)
+from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, recipe_bench, report, scale_bench,
+                   search_bench, serving_bench, shadow_bench, training_bench, workers_bench)
 from bench.common import FRAUD, FULL, QUICK, REPO, TARGETS, build_workspace, machine, reported
 
-FRAUD_SECTIONS = {"serving", "lookup", "training", "shadow"}  # the sections that measure the fraud workspace
-SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor")
+SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor", "recipe")
+NEED_WORKSPACE = {"serving", "lookup", "training", "shadow"}  # the sections that measure the fraud workspace
 
 
 def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.home:
             tenant, home = Path(args.tenant_file or FRAUD), Path(args.home)
-        elif not FRAUD_SECTIONS - skip:  # nothing measures the fraud workspace: do not build it
-            tenant, home = FRAUD, work / "home"
-        else:
+        elif NEED_WORKSPACE - skip:
             tenant, home = build_workspace(args.quick, work)
+        else:  # no section reads it
+            tenant, home = FRAUD, work / "home"
         results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "mode": "quick" if args.quick else "full", "params": p,
                    "command": "python -m bench.run" + (" --quick" if args.quick else ""), "machine": machine(),
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                     # these two build their own workspaces (clean, under work); a failure is reported, not raised
                     "search": lambda: reported(lambda: search_bench.run(p, work, args.quick)),
                     "scale": lambda: reported(lambda: scale_bench.run(p, work / "scale", args.quick)),
-                    "letor": lambda: reported(lambda: letor_bench.run(p, work, args.quick))}
+                    "letor": lambda: reported(lambda: letor_bench.run(p, work, args.quick)),
+                    "recipe": lambda: reported(lambda: recipe_bench.run(p, work, args.quick))}
         for name, fn in sections.items():
             if name in skip:
                 results[name] = {"status": "skipped"}

@@ -268,6 +268,10 @@ class TuneConfig(Strict):
                        "the highest mean - standard error over them")
     seed: int = 0
     time_budget_s: float | None = Field(default=None, gt=0, description="stop starting trials after this long")
+    baseline: dict[str, float | int] | None = Field(
+        default=None, description="a configuration scored beside the search (e.g. the library's defaults) and kept "
+        "unless the best trial's lower bound exceeds its mean; `rounds` in it: exactly that many rounds, no early "
+        "stopping")
 
     @field_validator("space")
     @classmethod
@@ -283,6 +287,11 @@ class SplitConfig(Strict):
     gap_days: float = Field(default=0, ge=0, description="days dropped between train and validation")
     column: str | None = Field(
         default=None, description="split by this column's values 'train' / 'valid' / 'test' instead of by time")
+    min_validation_positives: int = Field(
+        default=30, ge=1, description="classification: with fewer positives in the validation window, the rounds "
+        "(and a tuning trial) are chosen over time_folds time folds of all rows instead (training/time_folds.py)")
+    time_folds: int = Field(default=3, ge=1, description="classification: expanding time folds used when the "
+                            "validation window is too thin; each fold's window holds an equal share of the positives")
 
 
 class ModelConfig(Strict):
@@ -294,7 +303,9 @@ class ModelConfig(Strict):
     min_boost_rounds: int = Field(
         default=10, ge=1, description="the model keeps at least this many rounds (of those trained) when early "
         "stopping's best validation round comes earlier: a thin validation window can peak at round 1")
-    imbalance: Literal["none", "scale_pos_weight"] = "scale_pos_weight"
+    imbalance: Literal["none", "scale_pos_weight", "auto"] = Field(
+        default="scale_pos_weight", description="auto: weigh positives by the class ratio only when the training "
+        "rows hold few of them (xgboost_trainer.AUTO_WEIGHT_BELOW)")
     split: SplitConfig = SplitConfig()
     ray: RayConfig = RayConfig()
     tune: TuneConfig = TuneConfig()

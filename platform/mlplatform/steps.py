@@ -163,10 +163,15 @@ def register(tenant_file: str, home: str, run_id: str, snapshot: dict[str, Any],
     evidence = trained.get("evidence")  # can the validation rows decide the gate (training/evidence.py)
     if evidence and not evidence["sufficient"]:
         lineage["evidence"] = evidence["message"]  # a tag of the version, beside the gate's decision
+    selection = trained.get("selection") or {}  # a thin window: chosen over time folds (training/time_folds.py)
+    if selection.get("thin"):
+        lineage["selection"] = selection["message"]
     record = do_register(cfg, ws, trained["run_id"], trained["model_uri"], lineage).to_dict()
     if evidence and not evidence["sufficient"]:
         record["decision"] += f" ({evidence['message']})"
         record["evidence"] = evidence
+    if selection.get("thin"):
+        record["selection"] = selection["message"]
     record["seconds"] = round(time.monotonic() - started, 2)
     ws.write_step(cfg.name, run_id, "register", record)
     return record

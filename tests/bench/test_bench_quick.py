@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import require
 
-SECTIONS = {"machine", "serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor", "demo"}
+SECTIONS = {"machine", "serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor",
+            "recipe", "demo"}
 
 
 @pytest.mark.slow
@@ -65,6 +66,14 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
         assert 0 < run["platform"]["test_ndcg_at_10"] <= 1 and 0 < run["baseline"]["test_ndcg_at_10"] <= 1
         assert run["platform"]["test_queries"] == run["baseline"]["test_queries"]
     assert isinstance(letor["target_met"], bool) and letor["ratio"] > 0
+    # recipe: the platform's recipe and the library's defaults on the same test rows, per cell and seed
+    recipe = results["recipe"]
+    assert recipe["status"] == "ok", recipe
+    for task in ("ranking", "classification"):
+        assert recipe[task]["cells"]
+        for cell in recipe[task]["cells"]:
+            assert all(0 < s["recipe"] <= 1 and 0 < s["default"] <= 1 and s["ratio"] > 0 for s in cell["per_seed"])
+    assert isinstance(recipe["target_met"], bool)
     # shadow: every shadow kind measured behind the real nginx, and callers only ever saw 200
     shadow = results["shadow"]
     if shadow["status"].startswith("skipped"):
@@ -75,7 +84,7 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
     text = doc.read_text()
     for heading in ("## Machine", "## Shadow", "## Serving", "## Feature lookup", "## Training",
                     "## Ray Train workers (1 vs 2)", "## Drift", "## Search", "## Scale",
-                    "## LETOR", "## Reproduce"):
+                    "## LETOR", "## Training recipe vs library defaults", "## Reproduce"):
         assert heading in text
     assert (doc.parent / "img" / "bench_serving.png").is_file()
     assert (doc.parent / "img" / "bench_search.png").is_file()

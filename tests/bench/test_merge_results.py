@@ -18,3 +18,11 @@ def test_skipped_sections_come_from_the_earlier_run_with_their_dates():
                           {"serving"})
     assert again["section_dates"]["serving"] == "2026-11-21" and again["section_dates"]["drift"] == "2026-11-22"
     assert again["serving"] == {"p99": 8.0}
+
+
+def test_a_machine_without_a_demo_run_keeps_the_last_demo_figures():
+    old = {"date": "2026-11-01", "demo": {"status": "ok", "total_s": 240}}
+    missing = {"date": "2026-11-21", "demo": {"status": "no runs/*/summary.json: run `make demo` first"}}
+    assert merge_results(old, missing, set())["demo"] == old["demo"]
+    newer = {"date": "2026-11-21", "demo": {"status": "ok", "total_s": 230}}
+    assert merge_results(old, newer, set())["demo"] == newer["demo"]

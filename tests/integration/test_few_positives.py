@@ -1,7 +1,9 @@
 """A table at a natural fraud rate (10 positives in 5,000 rows), scaffolded like `tenant new
 --from-table`: one positive falls in the validation window. The run must say the validation rows
-cannot support a decision (train record, MLflow run, register decision, version tag). (The minimum
-number of rounds that keeps such a window from collapsing the model: tests/model/test_ray_training.py.)"""
+cannot support a decision (train record, MLflow run, register decision, version tag), and that its
+rounds were chosen over several time folds instead of on that window, never collapsing to an empty
+model. (The folds themselves: tests/model/test_time_folds.py; the minimum number of rounds:
+tests/model/test_ray_training.py.)"""
 
 from __future__ import annotations
 
@@ -53,8 +55,15 @@ def test_too_few_positives_to_decide_are_reported(tmp_path):
     judged = evidence["metrics"]
     assert judged and all(j["low"] <= j["minimum"] <= j["high"] for j in judged.values())
 
+    # the one-positive window chose nothing: time folds of all rows did, and the model is not empty
+    selection = train["selection"]
+    assert selection["rule"] == "time folds" and selection["validation_positives"] == 1
+    assert all(f["window_positives"] >= 2 for f in selection["folds"])
+    assert selection["rounds"] >= cfg.model.min_boost_rounds
+
     register = records["register"]
     assert evidence["message"] in register["decision"]
+    assert register["selection"] == selection["message"]
 
     from mlflow import MlflowClient
 
@@ -64,4 +73,7 @@ def test_too_few_positives_to_decide_are_reported(tmp_path):
     client: MlflowClient = connect(Workspace.from_env(tmp_path / "home"))
     version = client.get_model_version(cfg.name, register["version"])
     assert version.tags["evidence"] == evidence["message"]
-    assert client.get_run(train["run_id"]).data.tags["evidence"] == evidence["message"]
+    assert version.tags["selection"] == selection["message"]
+    run = client.get_run(train["run_id"])
+    assert run.data.tags["evidence"] == evidence["message"] and run.data.tags["selection"] == selection["message"]
+    assert int(run.data.params["best_iteration"]) + 1 == selection["rounds"]

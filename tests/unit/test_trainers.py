@@ -35,3 +35,21 @@ def test_what_is_no_trainer_is_refused_with_the_path_and_the_missing_members():
         resolve_trainer("mlplatform.training.xgboost_trainer:MODEL_FILE")
     with pytest.raises(ImportError, match="has no attribute 'nope'"):
         resolve_trainer("mlplatform.training.xgboost_trainer:nope")
+
+
+@pytest.mark.parametrize(("imbalance", "positives", "weighted"), [
+    ("auto", 10, True), ("auto", xgboost_trainer.AUTO_WEIGHT_BELOW, False), ("scale_pos_weight", 500, True),
+    ("none", 10, False)])
+def test_positives_are_weighed_by_the_class_ratio_as_the_tenant_file_says(imbalance, positives, weighted):
+    import pandas as pd
+    import yaml
+
+    from mlplatform.config import TenantConfig
+    from tests.conftest import FRAUD_TENANT
+
+    raw = yaml.safe_load(FRAUD_TENANT.read_text())
+    raw["model"]["imbalance"] = imbalance
+    cfg = TenantConfig.model_validate(raw)
+    rows = pd.DataFrame({cfg.data.label: [1] * positives + [0] * 5000})
+    params = xgboost_trainer.base_params(cfg, rows)
+    assert params.get("scale_pos_weight") == (5000 / positives if weighted else None)

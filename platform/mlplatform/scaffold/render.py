@@ -84,7 +84,7 @@ def tenant_dict(plan: Plan, data_path: str) -> dict[str, Any]:
             "params": {"max_depth": 4, "eta": 0.1, "subsample": 0.9, "colsample_bytree": 0.9},
             "num_boost_round": 200,
             "early_stopping_rounds": 20,
-            "imbalance": "scale_pos_weight",
+            "imbalance": "auto",
             "split": {"validation_days": plan.validation_days, "gap_days": 0},
             "ray": {"num_cpus": 2, "num_workers": 1},
         },

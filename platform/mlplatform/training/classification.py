@@ -49,6 +49,9 @@ def train_classification_and_log(cfg: TenantConfig, ws: Workspace, data: Trainin
 
     trainer = resolve_trainer(cfg.model.trainer)
     trained = trainer.train(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
+    selection = getattr(trained, "selection", None) or {}
+    if selection.get("thin"):  # the window could not choose: say how the model was chosen instead
+        logging.getLogger(__name__).warning("%s: %s", cfg.name, selection["message"])
     scores = trainer.predict(trained.model, valid_df)
     y_valid = valid_df[cfg.data.label].to_numpy()
     metrics = classification_metrics(y_valid, scores, cfg.metrics)
@@ -76,4 +79,4 @@ def train_classification_and_log(cfg: TenantConfig, ws: Workspace, data: Trainin
     return log_training_run(
         cfg, ws, mlflow_run_id, pipeline_run_id, lineage, trainer=trainer, trained=trained, train_df=train_df,
         valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
-        log_extra=classification_artifacts, record_extra={"evidence": evidence})
+        log_extra=classification_artifacts, record_extra={"evidence": evidence, "selection": selection})

@@ -32,7 +32,7 @@ from mlplatform.config import TenantConfig
 from mlplatform.ranking.metrics import group_sizes, ranking_metrics
 from mlplatform.training.distributed import (check_manifests, ensure_ray, fingerprint, fit, group_shards, kept_rounds,
                                              put_shards, run_config, worker_cpus, write_manifest)
-from mlplatform.training.tuning import fold_score, search
+from mlplatform.training.tuning import fold_score, search, split_rounds
 
 MODEL_FILE = "model.txt"
 WEIGHT = "_weight"
@@ -145,18 +145,21 @@ def _tune(cfg: TenantConfig, params: dict, train_frame: pd.DataFrame, valid_fram
     feats, label, folds, k = cfg.model.features, cfg.data.label, cfg.model.tune.folds, stopping_k(cfg)
     train_ref, valid_ref = ray.put(train_frame), ray.put(valid_frame)
 
-    def trial(space: dict) -> dict:
+    def trial(config: dict) -> dict:
+        space, fixed = split_rounds(config)  # fixed: the baseline's rounds, no early stopping
         tr, va = ray.get(train_ref), ray.get(valid_ref)
         dtrain = _dataset(tr, feats, label)
         callbacks = ([lightgbm.early_stopping(cfg.model.early_stopping_rounds, first_metric_only=True, verbose=False)]
-                     if cfg.model.early_stopping_rounds else [])
-        booster = lightgbm.train(params | space | {"num_threads": 1}, dtrain, num_boost_round=cfg.model.num_boost_round,
+                     if cfg.model.early_stopping_rounds and not fixed else [])
+        booster = lightgbm.train(params | space | {"num_threads": 1}, dtrain,
+                                 num_boost_round=fixed or cfg.model.num_boost_round,
                                  valid_sets=[_dataset(va, feats, label, reference=dtrain)], callbacks=callbacks)
-        rounds = kept_rounds(cfg, booster.best_iteration or booster.current_iteration(), booster.current_iteration())
+        rounds = fixed or kept_rounds(cfg, booster.best_iteration or booster.current_iteration(),
+                                      booster.current_iteration())
         scores = booster.predict(va[feats].to_numpy(np.float64), num_iteration=rounds, num_threads=1)
-        group = va[GROUP].to_numpy()
-        return fold_score([ranking_metrics(va[label].to_numpy()[group % folds == f], scores[group % folds == f],
-                                           group[group % folds == f], [k])[f"ndcg_at_{k}"] for f in range(folds)])
+        group, y = va[GROUP].to_numpy(), va[label].to_numpy()
+        return fold_score([ranking_metrics(y[group % folds == f], scores[group % folds == f], group[group % folds == f],
+                                           [k])[f"ndcg_at_{k}"] for f in range(folds)]) | {"rounds": rounds}
 
     return search(cfg, trial, storage, f"ndcg_at_{k}")
 
@@ -173,14 +176,16 @@ def train(cfg: TenantConfig, train_df: pd.DataFrame, valid_df: pd.DataFrame, sto
     workers = cfg.model.ray.num_workers
     train_frame, valid_frame = _frame(cfg, train_df), _frame(cfg, valid_df)
     trials: list[dict] = []
+    rounds = None  # chosen by the search (the baseline's): train exactly that many
     if cfg.model.tune.enabled and cfg.model.tune.space:
         best_space, trials = _tune(cfg, params, train_frame, valid_frame, storage)
+        best_space, rounds = split_rounds(best_space)
         params |= best_space
     trainer = LightGBMTrainer(
         _train_loop,
         train_loop_config={"features": cfg.model.features, "label": cfg.data.label, "params": params,
-                           "num_boost_round": cfg.model.num_boost_round,
-                           "early_stopping_rounds": cfg.model.early_stopping_rounds,
+                           "num_boost_round": rounds or cfg.model.num_boost_round,
+                           "early_stopping_rounds": None if rounds else cfg.model.early_stopping_rounds,
                            "train": put_shards(group_shards(train_frame, GROUP, workers)),
                            "valid": put_shards([valid_frame])[0]},  # whole, on every worker
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=False,

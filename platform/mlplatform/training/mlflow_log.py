@@ -112,6 +112,9 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, mlflow_run_id: str, pipel
         if getattr(trained, "tune_trials", None):  # every trial, the selected one flagged (tuning.py)
             mlflow.log_dict({"trials": trained.tune_trials}, "tune_trials.json")
             mlflow.log_param("tune_trials", len(trained.tune_trials))  # the selected values: param.<name>
+        if getattr(trained, "selection", None):  # how the rounds were chosen (training/time_folds.py)
+            mlflow.log_dict(trained.selection, "selection.json")
+            mlflow.set_tag("selection", trained.selection.get("message", trained.selection["rule"]))
         if getattr(trained, "workers", None):  # what each Ray Train worker trained on (distributed.py)
             mlflow.log_param("ray_workers", len(trained.workers))
             mlflow.log_dict({"workers": trained.workers}, "ray_workers.json")
