@@ -34,11 +34,15 @@ def run(tenant: Path, home: Path, p: dict) -> dict:
     views = [(f"{cfg.name}_{v.name}", cfg.features.entity(v.entities[0]).join_key) for v in cfg.features.feature_views]
     # the entity ids themselves, from the offline feature tables (what a caller would send)
     import pandas as pd
+    import pyarrow.parquet as pq
 
     ids = {}
     for v in cfg.features.feature_views:
         jk = cfg.features.entity(v.entities[0]).join_key
-        ids[jk] = pd.read_parquet(ws.features_dir(cfg.name) / f"{v.name}.parquet", columns=[jk])[jk].unique()
+        # pyarrow, not pandas: the pandas metadata of a table with list columns (bucket state) names
+        # an Arrow dtype pandas cannot parse back, even for the one column read here
+        table = pq.read_table(ws.features_dir(cfg.name) / f"{v.name}.parquet", columns=[jk])
+        ids[jk] = pd.unique(table.column(jk).to_numpy())
     rng = np.random.default_rng(0)
 
     def direct(batch: tuple[dict, list]) -> dict:

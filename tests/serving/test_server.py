@@ -103,8 +103,8 @@ def test_bad_input_is_a_4xx_with_an_error_and_the_server_stays_up(ctx, case):
 
 def test_unseen_entities_are_scored_as_cold_start_and_counted(ctx):
     """A new card, a new terminal, both: scored (V1 and V2), the missing views named, and counted;
-    the same row with known entities is not cold. The cold row's score is the model's answer to
-    missing values, so it differs from the known row's."""
+    the same row with known entities is not cold. A cold row's score is the model's answer to
+    missing values (for a low-risk row it can equal the known row's: the trees need not split there)."""
     cfg, mv = ctx["cfg"], ctx["mv"]
     known = ctx["rows"][0]
     rows = [known, {**known, "customer_id": 987654321}, {**known, "terminal_id": 987654321},
@@ -123,7 +123,6 @@ def test_unseen_entities_are_scored_as_cold_start_and_counted(ctx):
     assert [p.get("missing") for p in preds[1:]] == [["customer_velocity"], ["terminal_risk"],
                                                      ["customer_velocity", "terminal_risk"]]
     assert all(0.0 <= p["score"] <= 1.0 for p in preds)
-    assert preds[1]["score"] != preds[0]["score"]
     assert cold("customer_velocity") - before["customer_velocity"] == 2
     assert cold("terminal_risk") - before["terminal_risk"] == 2
 
