@@ -54,7 +54,8 @@ STATE_TYPES = [pa.list_(pa.int64()), pa.list_(pa.int64()), pa.list_(pa.float64()
 
 
 def _present(v) -> bool:
-    return v is not None and not (isinstance(v, float) and np.isnan(v))
+    """State is there: not None, NaN or pd.NA (what a join or an Arrow-backed column gives for none)."""
+    return v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v))
 
 
 def windows(spec: Velocity, hours: Sequence, counts: Sequence, sums: Sequence, event_ns: np.ndarray) -> dict[str, np.ndarray]:
