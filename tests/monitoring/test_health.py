@@ -117,7 +117,10 @@ def test_a_model_without_drift_reference_is_served_with_the_gauge_at_zero_and_th
     # the champion's model, registered from a run that logged no drift/reference.json (an older trainer)
     run = client.create_run(client.get_experiment_by_name(cfg.name).experiment_id, run_name="no-reference")
     client.set_terminated(run.info.run_id)
-    mv = client.create_model_version(cfg.name, champ.source, run_id=run.info.run_id, tags=champ.tags)
+    # the logged model's own location, not its models:/ URI: MLflow resolves that URI with a default
+    # MlflowClient(), i.e. whichever tracking URI the process last set, not this workspace's
+    source = client.get_logged_model(champ.model_id).artifact_location if champ.model_id else champ.source
+    mv = client.create_model_version(cfg.name, source, run_id=run.info.run_id, tags=champ.tags)
     client.set_registered_model_alias(cfg.name, "noref", mv.version)
 
     missing = TenantPredictor(cfg, ws, alias="noref", role="shadow")
