@@ -4,6 +4,7 @@ by each section module's `markdown` and `plot`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, recipe_bench, scale_bench, search_bench,
@@ -25,6 +26,18 @@ def plots(results: dict, img: Path) -> list[str]:
     return made
 
 
+def _section_machines(results: dict) -> list[str]:
+    """Which machine each section ran on, when they differ (the kernel build tells VMs apart)."""
+    by = results.get("section_machines") or {}
+    if len({json.dumps(m, sort_keys=True) for m in by.values()}) <= 1:
+        return []
+    L = ["| section | CPU | OS | load average at start |", "|---|---|---|---|"]
+    for name, m in by.items():
+        L.append(f"| {name} | {m['nproc']} x {m['cpu']} | {m['os']} | {m['load_avg_at_start']} |" if m
+                 else f"| {name} | not recorded | | |")
+    return L + [""]
+
+
 def markdown(results: dict, img_rel: str, images: list[str]) -> str:
     """docs/benchmarks.md: the machine, then each section in turn, then how to reproduce."""
     m = results["machine"]
@@ -40,6 +53,7 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
     if len(set(results.get("section_dates", {}).values())) > 1:
         L += ["Sections measured on different runs (each run on an idle machine; `--skip ... --merge`): "
               + ", ".join(f"{k} {v}" for k, v in results["section_dates"].items()) + ".", ""]
+        L += _section_machines(results)
     if results["mode"] == "quick":
         L += ["> **Quick mode**: tiny sizes and short durations, to prove the machinery runs. "
               "These numbers are not the platform's figures.", ""]

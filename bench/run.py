@@ -36,17 +36,22 @@ NEED_WORKSPACE = {"serving", "lookup", "training", "shadow"}  # the sections tha
 
 
 def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
-    """`new` with each skipped section taken from an earlier full run `old`; `section_dates` says
-    when each section was measured (a section re-measured alone is dated apart from the rest)."""
+    """`new` with each skipped section taken from an earlier full run `old`; `section_dates` and
+    `section_machines` say when and on what each section was measured (a section re-measured alone
+    is dated apart from the rest)."""
     dates = old.get("section_dates") or {name: old["date"] for name in SECTIONS if name in old}
+    # the machine each section ran on (machines of one kind differ per core: judge a figure with its own)
+    machines = old.get("section_machines") or {name: old.get("machine") for name in SECTIONS
+                                               if name in old and dates.get(name) == old.get("date")}
     merged = dict(new)
     for name in SECTIONS:
         if name in skipped and old.get(name, {}).get("status") != "skipped" and name in old:
             merged[name] = old[name]
         elif name not in skipped and name in new:
-            dates[name] = new["date"]
-    merged["section_dates"] = {name: dates[name] for name in SECTIONS
-                               if name in dates and merged.get(name, {}).get("status") != "skipped"}
+            dates[name], machines[name] = new["date"], new.get("machine")
+    kept = [name for name in SECTIONS if name in dates and merged.get(name, {}).get("status") != "skipped"]
+    merged["section_dates"] = {name: dates[name] for name in kept}
+    merged["section_machines"] = {name: machines.get(name) for name in kept}
     if merged.get("demo", {}).get("status") != "ok" and old.get("demo", {}).get("status") == "ok":
         merged["demo"] = old["demo"]  # a checkout without runs/ (the demo's summaries) keeps the last one read
     return merged

@@ -248,15 +248,28 @@ def _encoder_note(sr: dict) -> str:
 
 
 def _miss(sr: dict) -> str:
-    """When the HTTP target is missed, the profile that says why: the in-process cost, the capacity."""
+    """When the HTTP target is missed, the profile that says why, from this run's own figures: the
+    server is one process (`serving/server.py`: `workers=1`) whose event loop calls a synchronous
+    `predict()` directly (kserve 0.21 `Model.__call__`, kserve/model.py), one request at a time, so its
+    capacity is one core divided by the time a request holds it; the in-process stages say where that
+    time goes."""
     if sr["target_met"]:
         return ""
-    sat, ip = sr["http"]["onnx"]["saturation"], sr["in_process"]["predict"]
-    load = sr.get("load_avg_at_http_start")
-    return (f"Why not: in process a request costs p50 {ip['p50_ms']} / p99 {ip['p99_ms']} ms, but the server "
-            f"saturated at {sat.get('rps')} req/s of uncached queries, so {sr['target_rate']} req/s ran it at "
-            f"{sr['target_rate'] / sat['rps']:.0%} of its capacity, with the load generator on the same 2 cores"
-            + (f" and a load average of {load} when the HTTP runs began" if load else "") + ": the tail is queueing.")
+    sat, ip, st = sr["http"]["onnx"]["saturation"], sr["in_process"]["predict"], sr["in_process"]["stages"]
+    rate, load = sr["target_rate"], sr.get("load_avg_at_http_start")
+    if not sat.get("rps"):
+        return f"Why not: no saturation figure in this run ({sat}); see the in-process stages above."
+    held = 1000 / sat["rps"]  # ms of the server's one core per request at saturation
+    top = max(STAGE_NAMES, key=lambda k: st[k]["p50_ms"])
+    return (f"Why not (profile of this run): the server is one process, so it serves at most one core's worth of "
+            f"requests; at saturation ({sat['rps']} req/s, wrk) each uncached request held it {held:.1f} ms, of which "
+            f"`predict()` is {ip['mean_ms']} ms (mean in process, {ip['mean_ms'] / held:.0%}; the largest stage: "
+            f"{STAGE_NAMES[top].split(' (')[0]}, p50 {st[top]['p50_ms']} ms) and the rest HTTP, KServe's V1 handler "
+            f"and the load generator's share of the cores. {rate} req/s needs at most {1000 / rate:.1f} ms per request, "
+            f"so here it ran the server at {rate / sat['rps']:.0%} of its capacity"
+            + (f" (load average {load} when the HTTP runs began)" if load else "")
+            + ": the tail is queueing. On this CPU the target needs a faster per-core machine or a second server "
+              "process (KServe's `--workers`), which would share the 2 cores with the load generator.")
 
 
 def markdown(sr: dict, img_rel: str, images: list[str]) -> list[str]:
