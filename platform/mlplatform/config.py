@@ -559,6 +559,19 @@ class RetrainingConfig(Strict):
     pipeline: str = Field(default="train_deploy", pattern=r"^[a-z_][a-z0-9_]*$")
 
 
+class RolloutClusterConfig(Strict):
+    """The tenant's rollout controller in the cluster (charts/tenant rollout-controller.yaml): a
+    Deployment running `mlplatform rollout-controller`; rendered only with canary and shadow on."""
+
+    enabled: bool = True
+    prometheus_url: str = Field(
+        default="http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090",
+        description="Prometheus the rollout checks query (kube-prometheus-stack's Service)")
+    poll_seconds: int = Field(default=60, ge=1, description="how often the controller looks for a new challenger")
+    resources: Resources = Resources(requests=Quantities(cpu="50m", memory="256Mi"),
+                                     limits=Quantities(cpu="500m", memory="768Mi"))
+
+
 class TrainingClusterConfig(Strict):
     """The KubeRay RayJob a training step runs as."""
 
@@ -606,6 +619,7 @@ class ClusterConfig(Strict):
     canary: CanaryConfig = CanaryConfig()
     shadow: ShadowConfig = ShadowConfig()
     retraining: RetrainingConfig = RetrainingConfig()
+    rollout: RolloutClusterConfig = RolloutClusterConfig()
     training: TrainingClusterConfig = TrainingClusterConfig()
     quota: QuotaConfig = QuotaConfig()
     namespace_labels: dict[str, str] = Field(default_factory=dict, description="extra labels on the tenant namespace")
