@@ -13,6 +13,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from mlplatform.errors import UserError
+from mlplatform.monitoring.quality_cli import quality_job
 from mlplatform.rollout.cluster_cli import rollout_controller
 
 EXIT_USER_ERROR = 2  # an expected error (bad tenant file, unknown tenant, no model, ...), as for usage errors
@@ -242,6 +243,7 @@ def rollout(
 
 
 app.command("rollout-controller")(rollout_controller)
+app.command("quality-job")(quality_job)
 
 
 @app.command("train-run")

@@ -572,6 +572,18 @@ class RolloutClusterConfig(Strict):
                                      limits=Quantities(cpu="500m", memory="768Mi"))
 
 
+class QualityJobConfig(Strict):
+    """The delayed-label quality job as a CronJob (charts/tenant quality-cronjob.yaml): runs
+    `mlplatform quality-job`, which pushes mlplatform_model_quality to the Pushgateway."""
+
+    enabled: bool = True
+    schedule: str = Field(default="*/30 * * * *", description="cron schedule of the quality job")
+    pushgateway: str = Field(default="pushgateway.mlplatform.svc.cluster.local:9091",
+                             description="Prometheus Pushgateway (charts/mlplatform) the job pushes to")
+    resources: Resources = Resources(requests=Quantities(cpu="100m", memory="384Mi"),
+                                     limits=Quantities(cpu="1", memory="1Gi"))
+
+
 class TrainingClusterConfig(Strict):
     """The KubeRay RayJob a training step runs as."""
 
@@ -620,6 +632,7 @@ class ClusterConfig(Strict):
     shadow: ShadowConfig = ShadowConfig()
     retraining: RetrainingConfig = RetrainingConfig()
     rollout: RolloutClusterConfig = RolloutClusterConfig()
+    quality_job: QualityJobConfig = QualityJobConfig()
     training: TrainingClusterConfig = TrainingClusterConfig()
     quota: QuotaConfig = QuotaConfig()
     namespace_labels: dict[str, str] = Field(default_factory=dict, description="extra labels on the tenant namespace")

@@ -85,8 +85,14 @@ def test_the_controller_pod_is_wired_to_its_account_state_and_prometheus(cases):
         spec = deployment["spec"]
         pod = spec["template"]["spec"]
         assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}  # never two writers
-        assert pod["serviceAccountName"] == f"{cfg.name}-rollout" and pod["automountServiceAccountToken"] is True
+        assert pod["serviceAccountName"] == f"{cfg.name}-rollout"
         (container,) = pod["containers"]
+        # its API token: a projected volume at the path load_incluster_config() reads, not automounted
+        token_volumes = {v["name"] for v in pod["volumes"]
+                         if any("serviceAccountToken" in src for src in v.get("projected", {}).get("sources", []))}
+        assert pod["automountServiceAccountToken"] is False and len(token_volumes) == 1
+        assert {m["mountPath"] for m in container["volumeMounts"] if m["name"] in token_volumes} == {
+            "/var/run/secrets/kubernetes.io/serviceaccount"}
         assert container["command"] == ["mlplatform"] and container["args"][0] == "rollout-controller"
         env = {e["name"]: e["value"] for e in container["env"]}
         assert env["MLPLATFORM_PROMETHEUS_URL"] == cfg.cluster.rollout.prometheus_url
@@ -95,7 +101,17 @@ def test_the_controller_pod_is_wired_to_its_account_state_and_prometheus(cases):
         # the tenant file the controller reads is the chart's ConfigMap, mounted where args say
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert container["args"][1] == f"{mounts['tenant']}/tenant.yaml"
-        # the other workloads of the tenant keep their API tokens unmounted
-        others = [o for o in case.objects if o["kind"] == "ServiceAccount" and o is not None
-                  and o["metadata"]["name"] != f"{cfg.name}-rollout"]
-        assert all(o.get("automountServiceAccountToken") is False for o in others)
+        # no other pod of the tenant gets an API token at all
+        assert _token_pods(case) == {deployment["metadata"]["name"]}, case.name
+
+
+def _token_pods(case) -> set[str]:
+    from mlplatform.verify.policy import pod_specs
+
+    out = set()
+    for obj in case.objects:
+        for _, spec in pod_specs(obj):
+            projected = [src for v in spec.get("volumes", []) for src in v.get("projected", {}).get("sources", [])]
+            if spec.get("automountServiceAccountToken") is not False or any("serviceAccountToken" in s for s in projected):
+                out.add(obj["metadata"]["name"])
+    return out
