@@ -115,3 +115,27 @@ def _token_pods(case) -> set[str]:
             if spec.get("automountServiceAccountToken") is not False or any("serviceAccountToken" in s for s in projected):
                 out.add(obj["metadata"]["name"])
     return out
+
+
+def test_the_probes_read_the_promise_the_controller_writes(cases, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from mlplatform.rollout import cluster_cli
+
+    for _, _, deployment in _controller_cases(cases):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        for probe in ("livenessProbe", "readinessProbe"):
+            command = container[probe]["exec"]["command"]
+            assert f"{env['MLPLATFORM_HOME']}/{cluster_cli.ALIVE_FILE}" in command[-1]
+    # the probe's own command, pointed at a promise written by the controller's function
+    monkeypatch.setenv("MLPLATFORM_HOME", str(tmp_path))
+    probe = [sys.executable if c == "python" else c for c in command]
+    probe[-1] = probe[-1].replace(f"/tmp/mlplatform/{cluster_cli.ALIVE_FILE}", str(cluster_cli.alive_path()))
+    assert subprocess.run(probe).returncode == 1  # no promise yet: not alive
+    cluster_cli.promise_next_sign_of_life(60)
+    assert subprocess.run(probe).returncode == 0
+    monkeypatch.setattr(cluster_cli, "SLACK_SECONDS", 0)
+    cluster_cli.promise_next_sign_of_life(-1)  # a promise already broken
+    assert subprocess.run(probe).returncode == 1
