@@ -1,7 +1,7 @@
 # The mlplatform image: predictor (`mlplatform serve <tenant>`), pipeline components, MLflow
 # server and the retraining webhook all run from it, so KFP components need no
-# packages_to_install (clusters may be offline). Build: docker build -t ghcr.io/mlplatform/mlplatform:0.1.0 .
-# (platform/cluster/install/mlplatform.sh builds it and loads it into kind.)
+# packages_to_install (clusters may be offline). platform/cluster/install/mlplatform.sh builds it,
+# tagged from a hash of its build context (platform/cluster/image_tag.py), and loads it into kind.
 FROM python:3.11.9-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,7 +15,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # Dependencies first (cached while only code changes), from the runtime lock: every package pinned
 # and hash-checked. torch's CPU build (torch==2.13.0+cpu) comes from PyTorch's CPU wheel index
-# (TORCH_WHEELS, the Makefile's TORCH_INDEX); nothing else is resolved here, so no CUDA build.
+# (TORCH_WHEELS: install/mlplatform.sh passes TORCH_INDEX from platform/cluster/versions.env, the
+# Makefile's too; this default equals it, a test checks); nothing else is resolved, so no CUDA build.
 # The lock is for Linux x86_64 (on an arm64 host, build with --platform linux/amd64).
 ARG TORCH_WHEELS=https://download.pytorch.org/whl/cpu/torch/
 COPY requirements/runtime.txt requirements/runtime.txt

@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml requirements/dev.txt $(addsuffix /pyproject.t
 # on PyTorch's CPU wheel index, or in a local wheel folder that pip's own configuration names
 # (find-links), as on our CI machines, where that index cannot be reached. Never a CUDA build.
 TORCH_CPU_WHEEL := torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu/torch/
+# TORCH_INDEX: platform/cluster/versions.env (included below; the image build uses the same)
 PIP_FIND_LINKS_DIRS = $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 TORCH_WHEELS ?= $(or $(firstword $(foreach d,$(PIP_FIND_LINKS_DIRS),$(if $(wildcard $(d)/$(TORCH_CPU_WHEEL)),$(d)))),$(TORCH_INDEX))
 PIP_LOCKED = $(PY) -m pip install --quiet --require-hashes --find-links $(TORCH_WHEELS)

@@ -9,6 +9,8 @@ set -a
 source "${CLUSTER_DIR}/versions.env"
 set +a
 KUBE_CONTEXT="kind-${KIND_CLUSTER_NAME}"
+MLPLATFORM_IMAGE_REPO="${MLPLATFORM_IMAGE%:*}"
+IMAGE_TENANTS="${IMAGE_TENANTS:-examples/fraud examples/search}"
 WAIT_TIMEOUT="${WAIT_TIMEOUT:-300s}"
 
 log() { printf '\033[36m[%s]\033[0m %s\n' "$(basename "$0" .sh)" "$*"; }
@@ -43,4 +45,9 @@ action() {  # action "$@": the install|uninstall argument of an install script
     install|uninstall) echo "${1:-install}" ;;
     *) die "usage: $0 [install|uninstall]" ;;
   esac
+}
+
+image_tag() {  # the image's tag: a hash of its build context and build arguments (image_tag.py)
+  python3 "${CLUSTER_DIR}/image_tag.py" "${REPO_ROOT}" \
+    --build-arg TENANTS="${IMAGE_TENANTS}" --build-arg TORCH_WHEELS="${TORCH_INDEX}"
 }

@@ -10,6 +10,7 @@ docker info >/dev/null 2>&1 || die "docker is installed but the engine is not re
 need kind "install kind ${KIND_VERSION}: https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
 need kubectl "install kubectl (any version within one minor of ${K8S_VERSION}): https://kubernetes.io/docs/tasks/tools/"
 need helm "install Helm >= ${HELM_MIN_VERSION}: https://helm.sh/docs/intro/install/"
+need python3 "install Python 3 (platform/cluster/image_tag.py computes the image's tag)"
 [[ -x "${REPO_ROOT}/.venv/bin/python" ]] || die "missing .venv: run 'make venv' first"
 
 version_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" == "$2" ]]; }

@@ -13,6 +13,8 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from mlplatform.errors import UserError
+from mlplatform.monitoring.quality_cli import quality_job
+from mlplatform.rollout.cluster_cli import rollout_controller
 
 EXIT_USER_ERROR = 2  # an expected error (bad tenant file, unknown tenant, no model, ...), as for usage errors
 EXIT_FAILED = 1  # a command ran and failed (a pipeline, the demo's smoke test, ...)
@@ -238,6 +240,10 @@ def rollout(
     console.print(f"final: {state.phase} ({state.reason})", markup=False)
     if state.phase == "rolled_back":
         raise typer.Exit(3)
+
+
+app.command("rollout-controller")(rollout_controller)
+app.command("quality-job")(quality_job)
 
 
 @app.command("train-run")

@@ -538,7 +538,7 @@ class Quantities(Strict):
 class Resources(Strict):
     """Container requests and limits (both always set: the cluster policy rejects a container without them)."""
 
-    requests: Quantities = Quantities(cpu="250m", memory="512Mi")
+    requests: Quantities = Quantities(cpu="100m", memory="512Mi")
     limits: Quantities = Quantities(cpu="1", memory="1Gi")
 
 
@@ -559,11 +559,38 @@ class RetrainingConfig(Strict):
     pipeline: str = Field(default="train_deploy", pattern=r"^[a-z_][a-z0-9_]*$")
 
 
+class RolloutClusterConfig(Strict):
+    """The tenant's rollout controller in the cluster (charts/tenant rollout-controller.yaml): a
+    Deployment running `mlplatform rollout-controller`; rendered only with canary and shadow on."""
+
+    enabled: bool = True
+    prometheus_url: str = Field(
+        default="http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090",
+        description="Prometheus the rollout checks query (kube-prometheus-stack's Service)")
+    poll_seconds: int = Field(default=60, ge=1, description="how often the controller looks for a new challenger")
+    resources: Resources = Resources(requests=Quantities(cpu="20m", memory="256Mi"),
+                                     limits=Quantities(cpu="500m", memory="768Mi"))
+
+
+class QualityJobConfig(Strict):
+    """The delayed-label quality job as a CronJob (charts/tenant quality-cronjob.yaml): runs
+    `mlplatform quality-job`, which pushes mlplatform_model_quality to the Pushgateway."""
+
+    enabled: bool = True
+    schedule: str = Field(default="*/30 * * * *", description="cron schedule of the quality job")
+    pushgateway: str = Field(default="pushgateway.mlplatform.svc.cluster.local:9091",
+                             description="Prometheus Pushgateway (charts/mlplatform) the job pushes to")
+    resources: Resources = Resources(requests=Quantities(cpu="50m", memory="384Mi"),
+                                     limits=Quantities(cpu="1", memory="1Gi"))
+
+
 class TrainingClusterConfig(Strict):
     """The KubeRay RayJob a training step runs as."""
 
-    head: Resources = Resources(requests=Quantities(cpu="500m", memory="1Gi"), limits=Quantities(cpu="1", memory="2Gi"))
-    worker: Resources = Resources(requests=Quantities(cpu="1", memory="2Gi"), limits=Quantities(cpu="2", memory="3Gi"))
+    # requests sized so the whole kind stack and one RayJob fit a 4-CPU runner (docs/cluster.md,
+    # "Resource budget"); the limits let training use the CPUs the node has free
+    head: Resources = Resources(requests=Quantities(cpu="200m", memory="1Gi"), limits=Quantities(cpu="1", memory="2Gi"))
+    worker: Resources = Resources(requests=Quantities(cpu="500m", memory="2Gi"), limits=Quantities(cpu="2", memory="3Gi"))
     ttl_seconds_after_finished: int = Field(default=600, ge=0, description="delete the finished RayCluster after")
     active_deadline_seconds: int = Field(default=3600, ge=60, description="fail the job when it runs longer")
 
@@ -606,6 +633,8 @@ class ClusterConfig(Strict):
     canary: CanaryConfig = CanaryConfig()
     shadow: ShadowConfig = ShadowConfig()
     retraining: RetrainingConfig = RetrainingConfig()
+    rollout: RolloutClusterConfig = RolloutClusterConfig()
+    quality_job: QualityJobConfig = QualityJobConfig()
     training: TrainingClusterConfig = TrainingClusterConfig()
     quota: QuotaConfig = QuotaConfig()
     namespace_labels: dict[str, str] = Field(default_factory=dict, description="extra labels on the tenant namespace")

@@ -46,15 +46,19 @@ def test_default_deny_and_explicit_allows(tenant):
     assert {"allow-dns", "allow-gateway-and-scrape-to-predictors", "allow-platform-services", "allow-ray"} <= set(policies)
 
 
-def test_pipeline_runner_is_least_privilege(tenant):
-    (role,) = _by_kind(tenant, "Role")
-    for rule in role["rules"]:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
-        assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"])
-        assert "secrets" not in rule["resources"] and "pods" not in rule["resources"]
-        if "patch" in rule["verbs"]:
-            assert rule.get("resourceNames"), "patch must be limited to the tenant's own objects"
-            assert all(n.startswith(tenant.release) for n in rule["resourceNames"])
+def test_every_role_is_least_privilege(tenant):
+    """The pipeline runner's and (with canary and shadow on) the rollout controller's; the latter's
+    every request is checked against its Role in test_rollout_controller.py."""
+    roles = _by_kind(tenant, "Role")
+    assert {r["metadata"]["name"] for r in roles} <= {f"{tenant.release}-pipeline-runner", f"{tenant.release}-rollout"}
+    for role in roles:
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+            assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+            assert "secrets" not in rule["resources"] and "pods" not in rule["resources"]
+            if {"patch", "update"} & set(rule["verbs"]):
+                assert rule.get("resourceNames"), "writes must be limited to the tenant's own objects"
+                assert all(n.startswith(tenant.release) for n in rule["resourceNames"])
 
 
 def test_quota_and_limits_exist(tenant):

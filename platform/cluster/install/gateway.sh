@@ -15,7 +15,8 @@ case "$(action "$@")" in
       | "${REPO_ROOT}/.venv/bin/python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_dump_all([d for d in yaml.safe_load_all(sys.stdin) if d and d["spec"]["group"] == "gateway.envoyproxy.io"]))' \
       | k apply --server-side --force-conflicts -f -
     h upgrade --install eg oci://docker.io/envoyproxy/gateway-helm --version "${ENVOY_GATEWAY_VERSION}" \
-      -n "${NS_GATEWAY_PROXY}" --create-namespace --skip-crds --wait --timeout 10m
+      -n "${NS_GATEWAY_PROXY}" --create-namespace --skip-crds --wait --timeout 10m \
+      --set deployment.envoyGateway.resources.requests.cpu=50m  # budget.yaml
     wait_deployments "${NS_GATEWAY_PROXY}"
     k create namespace "${NS_GATEWAY}" --dry-run=client -o yaml | k apply -f -
     k apply -f - <<YAML

@@ -15,7 +15,9 @@ case "$(action "$@")" in
       --set kserve.controller.deploymentMode=Standard \
       --set kserve.controller.gateway.ingressGateway.enableGatewayApi=true \
       --set kserve.controller.gateway.ingressGateway.kserveGateway="${NS_GATEWAY}/kserve-ingress-gateway" \
-      --set kserve.controller.gateway.ingressGateway.className=envoy
+      --set kserve.controller.gateway.ingressGateway.className=envoy \
+      --set kserve.controller.resources.requests.cpu=50m \
+      --set kserve.controller.rbacProxy.resources.requests.cpu=20m  # budget.yaml
     wait_deployments "${NS_KSERVE}"
     ;;
   uninstall)

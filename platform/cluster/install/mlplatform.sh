@@ -4,19 +4,28 @@
 source "$(dirname "$0")/../lib.sh"
 case "$(action "$@")" in
   install)
-    if ! docker image inspect "${MLPLATFORM_IMAGE}" >/dev/null 2>&1; then
-      log "building ${MLPLATFORM_IMAGE} (first build takes several minutes)"
+    # Tagged from what goes into the image: any change to the Dockerfile, the lock or a source file
+    # gives a new tag, so a rebuild happens and the releases roll to it (never stale code under an
+    # old tag). The alias MLPLATFORM_IMAGE follows the newest build for the compiled pipeline.
+    tag="$(image_tag)"
+    image="${MLPLATFORM_IMAGE_REPO}:${tag}"
+    if ! docker image inspect "${image}" >/dev/null 2>&1; then
+      log "building ${image} (first build takes several minutes)"
       # IMAGE_TENANTS: the tenant packages baked into the image (folders; the Dockerfile's TENANTS)
-      docker build -t "${MLPLATFORM_IMAGE}" \
-        --build-arg TENANTS="${IMAGE_TENANTS:-examples/fraud examples/search}" "${REPO_ROOT}"
+      docker build -t "${image}" --build-arg TENANTS="${IMAGE_TENANTS}" \
+        --build-arg TORCH_WHEELS="${TORCH_INDEX}" "${REPO_ROOT}"
+    else
+      log "${image} is current (nothing that goes into it changed)"
     fi
-    log "loading ${MLPLATFORM_IMAGE} into kind"
-    kind load docker-image "${MLPLATFORM_IMAGE}" --name "${KIND_CLUSTER_NAME}"
+    docker tag "${image}" "${MLPLATFORM_IMAGE}"
+    log "loading ${image} into kind"
+    kind load docker-image "${image}" "${MLPLATFORM_IMAGE}" --name "${KIND_CLUSTER_NAME}"
     k create namespace "${NS_PLATFORM}" --dry-run=client -o yaml | k apply -f -
     k label namespace "${NS_PLATFORM}" --overwrite \
       pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted
     h upgrade --install mlplatform "${REPO_ROOT}/charts/mlplatform" -n "${NS_PLATFORM}" \
       --set global.namespaces.kubeflow="${NS_KUBEFLOW}" --set global.namespaces.monitoring="${NS_MONITORING}" \
+      --set image.repository="${MLPLATFORM_IMAGE_REPO}" --set image.tag="${tag}" \
       --wait --timeout 10m
     wait_deployments "${NS_PLATFORM}"
     ;;

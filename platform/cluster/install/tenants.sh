@@ -15,7 +15,8 @@ case "$(action "$@")" in
       [[ -f "${file}" ]] || { log "skipping ${t}: no ${file}"; continue; }
       log "installing tenant ${t}"
       h upgrade --install "${t}" "${REPO_ROOT}/charts/tenant" -n "${NS_PLATFORM}" -f "${file}" \
-        --set cluster.gateway_local_port="${GATEWAY_LOCAL_PORT}" --wait=false
+        --set cluster.gateway_local_port="${GATEWAY_LOCAL_PORT}" \
+        --set cluster.image="${MLPLATFORM_IMAGE_REPO}:$(image_tag)" --wait=false
       # No --wait: the predictor is Ready only once a model is registered under its alias.
     done
     ;;

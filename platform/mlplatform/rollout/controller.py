@@ -25,7 +25,7 @@ from mlplatform.registry.mlflow_registry import CHALLENGER, CHAMPION, connect
 from mlplatform.rollout.analysis import CheckResult, decide, evaluate
 from mlplatform.rollout.backends import Backend
 from mlplatform.rollout.shadow import ShadowExporter, read_agreement
-from mlplatform.rollout.state import RolloutState, load_state, now_iso, save_state
+from mlplatform.rollout.state import FileStateStore, RolloutState, StateStore, now_iso
 from mlplatform.workspace import Workspace
 
 StepCallback = Callable[[RolloutState, dict], None]  # (state, the step just recorded as a dict)
@@ -72,8 +72,9 @@ class RolloutController:
 
     def __init__(self, cfg: TenantConfig, ws: Workspace, backend: Backend, prometheus_url: str, *,
                  on_step: StepCallback | None = None, exporter: ShadowExporter | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, store: StateStore | None = None):
         self.cfg, self.ws, self.backend = cfg, ws, backend
+        self.store = store or FileStateStore(ws)
         self.policy = cfg.rollout
         self.prometheus_url = prometheus_url
         self.on_step, self.exporter, self.sleep = on_step, exporter, sleep
@@ -84,7 +85,7 @@ class RolloutController:
 
     def _commit(self, state: RolloutState, action: str, reason: str, checks: list[CheckResult] = ()) -> None:
         step = state.record(action, reason, [c.to_dict() for c in checks])
-        save_state(self.ws, state)
+        self.store.save(state)
         if self.on_step:
             self.on_step(state, step.__dict__)
 
@@ -94,13 +95,13 @@ class RolloutController:
             promote_version(self.ws, self.tenant, state.challenger_version)
             state.phase, state.weight = "promoted", 0
             state.stable_version = state.challenger_version
-            save_state(self.ws, state)  # still pending until the backend has swapped stable
+            self.store.save(state)  # still pending until the backend has swapped stable
             self.backend.apply(state)
             state.pending = None
             self._commit(state, "promoted", state.reason)
         elif state.pending == "rollback":
             state.phase, state.weight = "rolled_back", 0
-            save_state(self.ws, state)  # first take traffic away (the registry can wait)
+            self.store.save(state)  # first take traffic away (the registry can wait)
             self.backend.apply(state)
             reject_version(self.ws, self.tenant, state.challenger_version, state.reason)
             state.pending = None
@@ -111,7 +112,7 @@ class RolloutController:
 
     def begin(self) -> RolloutState:
         """Resume a saved rollout, finish a pending decision, or start one for the challenger."""
-        state = load_state(self.ws, self.tenant)
+        state = self.store.load(self.tenant)
         if state.pending:
             return self._finish(state)
         if state.active:
@@ -130,7 +131,7 @@ class RolloutController:
                              weight=0 if first == "shadow" else self.policy.step_weights[0],
                              stable_version=_alias_version(client, self.tenant, CHAMPION),
                              challenger_version=challenger, phase_started_at=now_iso(), started_at=now_iso())
-        save_state(self.ws, state)  # saved before acting: an interruption now resumes into apply()
+        self.store.save(state)  # saved before acting: an interruption now resumes into apply()
         self.backend.apply(state)
         self._commit(state, "start", f"v{challenger} vs champion v{state.stable_version}: {first}")
         return state
@@ -169,7 +170,7 @@ class RolloutController:
         elif d.action == "advance":
             state.phase, state.weight, state.phase_started_at = "canary", d.weight, (
                 state.phase_started_at if state.phase == "canary" else now_iso())
-            save_state(self.ws, state)
+            self.store.save(state)
             self.backend.apply(state)
             self._commit(state, "advance", d.reason, results)
         else:
@@ -192,12 +193,29 @@ class RolloutController:
 
 def run_rollout(cfg: TenantConfig, ws: Workspace, backend: Backend, prometheus_url: str, *,
                 on_step: StepCallback | None = None, metrics_port: int | None = None,
-                max_seconds: float | None = None) -> RolloutState:
+                max_seconds: float | None = None, store: StateStore | None = None) -> RolloutState:
     """Run (or resume) a tenant's rollout to its end; `on_step(state, step)` after every step.
-    `metrics_port`: serve mlplatform_shadow_agreement on 127.0.0.1:<port>/metrics meanwhile."""
+    `metrics_port`: serve mlplatform_shadow_agreement on 127.0.0.1:<port>/metrics meanwhile.
+    `store`: where the state lives (default: the workspace's state file)."""
     exporter = ShadowExporter(cfg.name, metrics_port) if metrics_port is not None else None
     try:
-        return RolloutController(cfg, ws, backend, prometheus_url, on_step=on_step, exporter=exporter).run(max_seconds)
+        return RolloutController(cfg, ws, backend, prometheus_url, on_step=on_step, exporter=exporter,
+                                 store=store).run(max_seconds)
     finally:
         if exporter is not None:
             exporter.close()
+
+
+def watch_rollouts(cfg: TenantConfig, ws: Workspace, backend: Backend, prometheus_url: str, *,
+                   poll_seconds: float, store: StateStore, on_step: StepCallback | None = None,
+                   rounds: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    """The cluster's rollout controller (charts/tenant rollout-controller.yaml): resume the stored
+    rollout, run it to its end, then look for the next challenger every `poll_seconds`. Whoever
+    registered the challenger (a pipeline run, the webhook's retrain, a person) needs no hook into
+    this process; a restarted pod resumes from `store`. `rounds`: stop after that many (tests)."""
+    n = 0
+    while rounds is None or n < rounds:
+        run_rollout(cfg, ws, backend, prometheus_url, on_step=on_step, store=store)
+        n += 1
+        if rounds is None or n < rounds:
+            sleep(poll_seconds)

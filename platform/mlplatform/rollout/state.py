@@ -1,6 +1,8 @@
-"""The rollout state of one tenant, persisted atomically as JSON in the workspace.
+"""The rollout state of one tenant and where it is kept (a `StateStore`):
 
-    <home>/tenants/<name>/rollout/state.json
+    FileStateStore       <home>/tenants/<name>/rollout/state.json, written atomically (embedded)
+    ConfigMapStateStore  a ConfigMap in the tenant namespace (cluster: k8s_state.py), so a
+                         restarted controller pod resumes where the last one stopped
 
 Phases: idle -> shadow -> canary -> promoted | rolled_back. `pending` marks a decision taken but
 not yet fully applied (promote / rollback): a rerun after an interruption finishes it (every
@@ -15,7 +17,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from mlplatform.workspace import Workspace
 
@@ -112,3 +114,24 @@ def load_state(ws: Workspace, tenant: str) -> RolloutState:
     if not path.exists():
         return RolloutState(tenant)
     return RolloutState.from_dict(json.loads(path.read_text()))
+
+
+class StateStore(Protocol):
+    """Where the controller keeps a tenant's rollout state between analyses and across restarts."""
+
+    def load(self, tenant: str) -> RolloutState: ...
+
+    def save(self, state: RolloutState) -> None: ...
+
+
+class FileStateStore:
+    """The embedded store: the workspace's state.json (save_state / load_state)."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+
+    def load(self, tenant: str) -> RolloutState:
+        return load_state(self.ws, tenant)
+
+    def save(self, state: RolloutState) -> None:
+        save_state(self.ws, state)
