@@ -9,6 +9,9 @@ linear_fusion          w * a + (1 - w) * b of the same two, each min-max scaled 
                        w tuned on the training queries for the primary metric (a grid of 21)
 ranker_judgments_only  the model's trainer with the model's selected parameters and rounds,
                        trained on the judged rows only (no click labels): what the clicks add
+hnsw_index             when the dense index is exact: an HNSW index over the same embeddings,
+                       its recall of exact search's top k and search time (the retriever's
+                       optional compare_index)
 """
 
 from __future__ import annotations
@@ -136,7 +139,30 @@ class RankerWithoutClicks:
                                         "rounds": int(trained.best_iteration)}
 
 
+class ApproximateIndex:
+    name = "hnsw_index"
+    description = ("dense retrieval from an HNSW index (faiss, the tenant file's hnsw parameters) instead of exact "
+                   "search: recall of exact search's top k on the validation queries, and search time per query "
+                   "(in-process, one batch)")
+
+    def evaluate(self, inputs: BaselineInputs) -> tuple[dict[str, float], dict[str, Any]]:
+        retrieval = inputs.cfg.ranking.retrieval
+        retriever = inputs.extra.get("retriever")
+        if retrieval is None or retriever is None:
+            raise NotApplicable("the tenant has no retrieval stage")
+        if not callable(getattr(retriever, "compare_index", None)):
+            raise NotApplicable("its retriever has no compare_index (optional, mlplatform.contracts.Retriever)")
+        if retrieval.dense_index.kind != "exact":
+            raise NotApplicable(f"the index is {retrieval.dense_index.kind} already: its recall against exact "
+                                "search is the run's index_recall_vs_exact metric")
+        queries = inputs.valid_df[inputs.cfg.ranking.query_text].drop_duplicates().tolist()
+        hnsw = retrieval.dense_index.model_copy(update={"kind": "hnsw"})
+        figures = retriever.compare_index(hnsw, queries, retrieval.candidates)
+        return {k: float(v) for k, v in figures.items()}, {"hnsw": hnsw.hnsw.model_dump(), "queries": len(queries)}
+
+
 def baselines(cfg) -> list:
-    """The ranking baselines of a tenant: one per ranking.baselines feature, then the fusions and
-    the ranker without clicks (each says when it does not apply)."""
-    return [FeatureOrder(f) for f in cfg.ranking.baselines] + [RRF(), LinearFusion(), RankerWithoutClicks()]
+    """The ranking baselines of a tenant: one per ranking.baselines feature, then the fusions, the
+    ranker without clicks and the HNSW index (each says when it does not apply)."""
+    return [FeatureOrder(f) for f in cfg.ranking.baselines] + [RRF(), LinearFusion(), RankerWithoutClicks(),
+                                                                 ApproximateIndex()]

@@ -158,7 +158,7 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, data: TrainingSet, m
     y_valid, g_valid = valid_df[cfg.data.label].to_numpy(), valid_df[r.group].to_numpy()
     compared = run_baselines(cfg, baselines or [], BaselineInputs(
         cfg, train_df, valid_df, lambda s: ranking_metrics(y_valid, s, g_valid, r.k_values, r.relevant_min),
-        trainer, trained, extra={"storage": ws.tenant(cfg.name) / "ray" / "baselines"}))
+        trainer, trained, extra={"storage": ws.tenant(cfg.name) / "ray" / "baselines", "retriever": retriever}))
     champion = evaluate_champion(
         cfg, ws, valid_df, lambda model, predict, feats: evaluate(cfg, model, predict, valid_df, features=feats))
     metrics["rows"] = float(len(valid_df))
