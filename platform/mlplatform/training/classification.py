@@ -48,7 +48,7 @@ def classification_training_set(cfg: TenantConfig, ws: Workspace) -> TrainingSet
 
 
 def metric_intervals(cfg: TenantConfig, y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """Bootstrap intervals over validation rows of the ranking metrics (PR-AUC, ROC-AUC, recall at
+    """Bootstrap intervals over validation rows of the threshold-free metrics (PR-AUC, ROC-AUC, recall at
     the FPR); the threshold-dependent figures are left out (the threshold is chosen on these rows)."""
     fpr_name = f"recall_at_fpr_{cfg.metrics.recall_at_fpr:g}"
 
