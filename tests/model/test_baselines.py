@@ -34,17 +34,26 @@ def test_fraud_baselines_are_metrics_of_the_models_run(trained_fraud, tmp_path):
         assert set(ours) == set(model), name  # the same metric names as the model, on the same rows
         assert ours["rows"] == model["rows"] and ours["positive_rate"] == model["positive_rate"]
     assert logged["baselines.failed"] == 0
-    # the seeded fraud data: the boosted model beats both, the logistic regression clearly
-    assert logged["baseline.logistic_regression.pr_auc"] < model["pr_auc"] - 0.05
-    assert logged["baseline.rules.pr_auc"] < model["pr_auc"]
-    assert logged["baseline.rules.expected_cost_per_event"] > model["expected_cost_per_event"]
+    # Stated plainly: on this small seeded run (300 cards, 40 days) the logistic regression ranks the
+    # validation rows BETTER than the boosted model (PR-AUC 0.858 vs 0.763, ROC-AUC 0.981 vs 0.959);
+    # the model is ahead only on expected cost at its chosen threshold (0.246 vs 0.310 per event).
+    # The rules baseline is below both on every figure.
+    lr = {m: logged[f"baseline.logistic_regression.{m}"] for m in model}
+    assert round(lr["pr_auc"], 3) == 0.858 and lr["pr_auc"] > model["pr_auc"]
+    assert round(lr["roc_auc"], 3) == 0.981 and lr["roc_auc"] > model["roc_auc"]
+    assert round(lr["expected_cost_per_event"], 3) == 0.310 > model["expected_cost_per_event"]
+    for metric in ("pr_auc", "roc_auc"):
+        assert logged[f"baseline.rules.{metric}"] < min(model[metric], lr[metric]), metric
+    assert logged["baseline.rules.expected_cost_per_event"] > lr["expected_cost_per_event"]
 
     records = {r["name"]: r for r in _artifact(client, run.info.run_id, "baselines.json", tmp_path)["baselines"]}
     assert set(records) == {"logistic_regression", "rules"}
     assert all(r["status"] == "ok" and r["description"] for r in records.values())
     assert records["logistic_regression"]["metrics"]["pr_auc"] == logged["baseline.logistic_regression.pr_auc"]
+    # chosen on the training rows from the tenant file's three: the generator's fraud scenarios show
+    # (amounts over 220, spending far above the card's usual); payments per day lowered no cost
     rules = records["rules"]["chosen"]["rules"]
-    assert rules and set(rules) <= {"amount", "amount_to_avg_30d", "customer_nb_tx_1d"}  # the tenant file's
+    assert list(rules) == ["amount_to_avg_30d", "amount"] and 215 < rules["amount"] < 225
 
 
 def test_fraud_metrics_carry_bootstrap_intervals(trained_fraud, tmp_path):
