@@ -294,6 +294,16 @@ class SplitConfig(Strict):
                             "validation window is too thin; each fold's window holds an equal share of the positives")
 
 
+class BaselinesConfig(Strict):
+    """Simpler models trained and scored beside the model in the train step, on the same rows
+    (training/baselines.py; which ones: the task's, mlplatform.tasks). Off for tiny test tenants."""
+    enabled: bool = True
+    rule_features: list[str] = Field(
+        default_factory=list, description="classification: the rules baseline flags a row when any of these "
+        "features exceeds its threshold (thresholds chosen on the training rows); empty: it picks up to two of "
+        "model.features")
+
+
 class ModelConfig(Strict):
     trainer: str = Field(default="mlplatform.training.xgboost_trainer:trainer", pattern=DOTTED_RE)
     features: list[str] = Field(min_length=1, description="model inputs, in order")
@@ -309,6 +319,14 @@ class ModelConfig(Strict):
     split: SplitConfig = SplitConfig()
     ray: RayConfig = RayConfig()
     tune: TuneConfig = TuneConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
+
+    @model_validator(mode="after")
+    def _rule_features_are_inputs(self) -> "ModelConfig":
+        unknown = [f for f in self.baselines.rule_features if f not in self.features]
+        if unknown:
+            raise ValueError(f"baselines.rule_features {unknown} are not in model.features")
+        return self
 
 
 # --- metrics and promotion ----------------------------------------------------------------------
@@ -331,11 +349,20 @@ class Gates(Strict):
                     "registry/champion_eval.py); default: such a candidate is refused")
 
 
+class ConfidenceConfig(Strict):
+    """Bootstrap intervals of the offline metrics (training/confidence.py): over validation rows
+    (classification) or queries (ranking), logged as `<metric>.ci_low` / `<metric>.ci_high`."""
+    resamples: int = Field(default=200, ge=0, description="bootstrap resamples; 0: no intervals")
+    level: float = Field(default=0.95, gt=0, lt=1)
+    seed: int = 0
+
+
 class MetricsConfig(Strict):
     primary: str = "pr_auc"
     recall_at_fpr: float = Field(default=0.01, gt=0, lt=1)
     costs: Costs | None = None
     gates: Gates = Gates()
+    confidence: ConfidenceConfig = ConfidenceConfig()
 
 
 # --- ranking (task: ranking) ----------------------------------------------------------------------

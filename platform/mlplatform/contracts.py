@@ -89,8 +89,10 @@ class Retriever(Protocol):
     """`ranking.retrieval.retriever`: candidate generation, named as a class. `build` and `load` are
     called on the class (class methods); the rest on what `load` returns. Positions are row
     numbers of `catalog`. Optional: `embed_queries(queries, cache=False)` (the predictor caches
-    query vectors when present) and `info` (recorded with the training run; its "metrics", a mapping
-    of names to numbers, are logged as MLflow metrics of the run)."""
+    query vectors when present), `info` (recorded with the training run; its "metrics", a mapping
+    of names to numbers, are logged as MLflow metrics of the run) and `compare_index(index_cfg,
+    queries, k)` (a dense index as the DenseIndexConfig says against exact search on the queries:
+    a mapping of figures, the training step's `hnsw_index` baseline, mlplatform.ranking.baselines)."""
 
     catalog: pd.DataFrame  # one row per item: the `ranking.item` column; `title` is returned with results when present
 

@@ -110,6 +110,25 @@ def build_checked(vectors: np.ndarray, queries: np.ndarray, cfg: DenseIndexConfi
     return index, record
 
 
+def compare_with_exact(vectors: np.ndarray, queries: np.ndarray, cfg: DenseIndexConfig, k: int) -> dict[str, float]:
+    """An index as `cfg` says beside exact search on the same queries (the training step's index
+    baseline, mlplatform.ranking.baselines): recall@k against exact, and each one's search time per
+    query, measured in-process on one batch of the queries."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    k = min(k, len(vectors))
+    exact, index = build(vectors, DenseIndexConfig()), build(vectors, cfg)
+    tune(index, cfg, k)
+    t = time.perf_counter()
+    truth = search(exact, queries, k)
+    exact_ms = (time.perf_counter() - t) * 1000 / max(len(queries), 1)
+    t = time.perf_counter()
+    found = search(index, queries, k)
+    ms = (time.perf_counter() - t) * 1000 / max(len(queries), 1)
+    hits = [len(np.intersect1d(a, b[b >= 0], assume_unique=True)) for a, b in zip(truth, found)]
+    return {"recall_vs_exact": float(np.mean(hits) / k) if hits else 1.0, "k": float(k),
+            "search_ms_per_query": ms, "exact_search_ms_per_query": exact_ms}
+
+
 def save(index, folder: Path) -> None:
     import faiss
 

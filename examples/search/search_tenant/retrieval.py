@@ -181,6 +181,12 @@ class SearchRetriever:
         """retrieve_lists for many queries, embedding them in one batch (offline evaluation)."""
         return [self.retrieve_lists(q, k, v) for q, v in zip(queries, self.embed_queries(queries))]
 
+    def compare_index(self, index_cfg: DenseIndexConfig, queries: list[str], k: int) -> dict[str, float]:
+        """Evaluation (optional member of the Retriever contract): a dense index as `index_cfg` says,
+        built over these embeddings, against exact search on `queries` (dense.compare_with_exact)."""
+        vectors = np.stack(self.embed_queries(queries)) if queries else np.zeros((0, self.embeddings.shape[1]))
+        return dense.compare_with_exact(self.embeddings, vectors, index_cfg, k)
+
     def retrieve(self, query: str, k: int, qvec: np.ndarray | None = None) -> np.ndarray:
         return self.retrieve_lists(query, k, qvec)["fused"]
 

@@ -26,9 +26,9 @@ def dcg(labels_in_rank_order: np.ndarray, k: int) -> float:
     return float(((2.0 ** top - 1.0) / np.log2(np.arange(2, len(top) + 2))).sum())
 
 
-def ranking_metrics(labels, scores, group, k_values: list[int], relevant_min: int = 1,
-                    prefix: str = "") -> dict[str, float]:
-    """ndcg_at_<k> for each k, mrr (first label >= relevant_min), and the number of queries."""
+def per_query_metrics(labels, scores, group, k_values: list[int], relevant_min: int = 1) -> dict[str, np.ndarray]:
+    """ndcg_at_<k> and mrr of each query with a relevant document (the values ranking_metrics
+    averages; what a bootstrap over queries resamples, training/confidence.py)."""
     labels, scores = np.asarray(labels, dtype=np.float64), np.asarray(scores, dtype=np.float64)
     ndcg = {k: [] for k in k_values}
     rr = []
@@ -42,9 +42,17 @@ def ranking_metrics(labels, scores, group, k_values: list[int], relevant_min: in
             ndcg[k].append(dcg(ranked, k) / dcg(ideal, k))
         hits = np.flatnonzero(ranked >= relevant_min)
         rr.append(1.0 / (hits[0] + 1) if len(hits) else 0.0)
-    out = {f"{prefix}ndcg_at_{k}": float(np.mean(v)) if v else 0.0 for k, v in ndcg.items()}
-    out[f"{prefix}mrr"] = float(np.mean(rr)) if rr else 0.0
-    out[f"{prefix}queries"] = float(len(rr))
+    out = {f"ndcg_at_{k}": np.asarray(v, dtype=np.float64) for k, v in ndcg.items()}
+    out["mrr"] = np.asarray(rr, dtype=np.float64)
+    return out
+
+
+def ranking_metrics(labels, scores, group, k_values: list[int], relevant_min: int = 1,
+                    prefix: str = "") -> dict[str, float]:
+    """ndcg_at_<k> for each k, mrr (first label >= relevant_min), and the number of queries."""
+    values = per_query_metrics(labels, scores, group, k_values, relevant_min)
+    out = {f"{prefix}{name}": float(np.mean(v)) if len(v) else 0.0 for name, v in values.items()}
+    out[f"{prefix}queries"] = float(len(values["mrr"]))
     return out
 
 

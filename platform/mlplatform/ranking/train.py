@@ -1,7 +1,8 @@
 """The training step for `task: ranking`: judged (and click-labelled) query-document pairs ->
 features (Feast item features joined point in time, query-item features from the tenant's
-retriever, or the columns of a LETOR file) -> split by query -> ranker (Ray) -> NDCG@k, MRR,
-baselines, retrieval recall@K -> MLflow run.
+retriever, or the columns of a LETOR file) -> split by query -> ranker (Ray) -> NDCG@k, MRR (with
+bootstrap intervals over queries), baselines on the same queries (ranking/baselines.py), retrieval
+recall@K -> MLflow run.
 
 Click labels (ranking.clicks) are added to the training side only: evaluation uses judgments.
 """
@@ -21,7 +22,10 @@ from mlplatform.features.store import training_frame
 from mlplatform.plugins import resolve
 from mlplatform.ranking import index
 from mlplatform.ranking.clicks import click_labels
-from mlplatform.ranking.metrics import ranking_metrics, recall_at_k
+from mlplatform.ranking.metrics import per_query_metrics, ranking_metrics, recall_at_k
+from mlplatform.training import confidence
+from mlplatform.training.baselines import Baseline, BaselineInputs
+from mlplatform.training.baselines import run as run_baselines
 from mlplatform.training.champion import evaluate_champion
 from mlplatform.training.dataset import labelled_as_of, time_split
 from mlplatform.training.mlflow_log import log_training_run
@@ -127,8 +131,18 @@ def ranking_training_set(cfg: TenantConfig, ws: Workspace) -> TrainingSet:
     return TrainingSet(frame=frame, as_of=as_of, events=events, index_dir=index_dir)
 
 
+def metric_intervals(cfg: TenantConfig, df: pd.DataFrame, scores: np.ndarray) -> dict[str, Any]:
+    """Bootstrap intervals of NDCG@k and MRR over the validation queries (a query's rows move together)."""
+    r = cfg.ranking
+    values = per_query_metrics(df[cfg.data.label].to_numpy(), scores, df[r.group].to_numpy(), r.k_values,
+                               r.relevant_min)
+    return confidence.bootstrap(confidence.per_unit_means(values), len(values["mrr"]), cfg.metrics.confidence,
+                                "queries")
+
+
 def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, data: TrainingSet, mlflow_run_id: str,
-                          pipeline_run_id: str, lineage: dict[str, Any]) -> dict[str, Any]:
+                          pipeline_run_id: str, lineage: dict[str, Any],
+                          baselines: list[Baseline] | None = None) -> dict[str, Any]:
     started = time.monotonic()
     r = cfg.ranking
     as_of, events = data.as_of, data.events
@@ -139,6 +153,12 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, data: TrainingSet, m
     trainer = resolve_trainer(cfg.model.trainer)
     trained = trainer.train(cfg, train_df, valid_df, ws.tenant(cfg.name) / "ray")
     metrics = evaluate(cfg, trained.model, trainer.predict, valid_df)
+    scores = np.asarray(trainer.predict(trained.model, valid_df[cfg.model.features]), dtype=np.float64)
+    intervals = metric_intervals(cfg, valid_df, scores)
+    y_valid, g_valid = valid_df[cfg.data.label].to_numpy(), valid_df[r.group].to_numpy()
+    compared = run_baselines(cfg, baselines or [], BaselineInputs(
+        cfg, train_df, valid_df, lambda s: ranking_metrics(y_valid, s, g_valid, r.k_values, r.relevant_min),
+        trainer, trained, extra={"storage": ws.tenant(cfg.name) / "ray" / "baselines", "retriever": retriever}))
     champion = evaluate_champion(
         cfg, ws, valid_df, lambda model, predict, feats: evaluate(cfg, model, predict, valid_df, features=feats))
     metrics["rows"] = float(len(valid_df))
@@ -161,6 +181,6 @@ def train_ranking_and_log(cfg: TenantConfig, ws: Workspace, data: TrainingSet, m
         valid_df=valid_df, as_of=as_of, metrics=metrics, champion=champion, started=started,
         extra_tags={"task": cfg.task},
         extra_params={"train_queries": train_df[r.group].nunique(), "valid_queries": valid_df[r.group].nunique()},
-        log_extra=(lambda: log_retrieval(retrieval)) if retrieval else None,
-        record_extra={"retrieval": retrieval})
+        log_extra=(lambda: log_retrieval(retrieval)) if retrieval else None, baselines=compared,
+        intervals=intervals, record_extra={"retrieval": retrieval})
     return record

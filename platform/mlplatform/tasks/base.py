@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from mlplatform.config import TenantConfig
     from mlplatform.monitoring.prediction_log import PredictionLog
+    from mlplatform.training.baselines import Baseline
     from mlplatform.training.training_set import TrainingSet
     from mlplatform.workspace import Workspace
 
@@ -31,6 +32,10 @@ class Task(Protocol):
                       pipeline_run_id: str, lineage: dict[str, Any]) -> dict[str, Any]:
         """The train step: train and evaluate into the staged MLflow run `mlflow_run_id`
         (training/mlflow_log.py); the step's record."""
+
+    def baselines(self, cfg: TenantConfig) -> list[Baseline]:
+        """The simpler models its train step trains and scores beside the model, on the same rows
+        (training/baselines.py), unless the tenant file switches them off (model.baselines)."""
 
     def predictor(self, cfg: TenantConfig, ws: Workspace, *, alias: str | None = None,
                   role: str = "stable") -> Model:

@@ -23,7 +23,13 @@ class Classification:
                       lineage: dict[str, Any]) -> dict[str, Any]:
         from mlplatform.training.classification import train_classification_and_log
 
-        return train_classification_and_log(cfg, ws, data, mlflow_run_id, pipeline_run_id, lineage)
+        return train_classification_and_log(cfg, ws, data, mlflow_run_id, pipeline_run_id, lineage,
+                                            baselines=self.baselines(cfg))
+
+    def baselines(self, cfg):
+        from mlplatform.training.classification_baselines import baselines
+
+        return baselines(cfg)
 
     def predictor(self, cfg, ws, *, alias: str | None = None, role: str = "stable"):
         from mlplatform.serving.predictor import TenantPredictor

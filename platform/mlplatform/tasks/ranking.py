@@ -25,7 +25,13 @@ class Ranking:
                       lineage: dict[str, Any]) -> dict[str, Any]:
         from mlplatform.ranking.train import train_ranking_and_log
 
-        return train_ranking_and_log(cfg, ws, data, mlflow_run_id, pipeline_run_id, lineage)
+        return train_ranking_and_log(cfg, ws, data, mlflow_run_id, pipeline_run_id, lineage,
+                                     baselines=self.baselines(cfg))
+
+    def baselines(self, cfg):
+        from mlplatform.ranking.baselines import baselines
+
+        return baselines(cfg)
 
     def predictor(self, cfg, ws, *, alias: str | None = None, role: str = "stable"):
         from mlplatform.serving.ranking_predictor import RankingPredictor

@@ -22,7 +22,8 @@ from mlplatform.config import TenantConfig
 from mlplatform.contracts import Trainer
 from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import code_version, connect, experiment_id
-from mlplatform.training import training_set
+from mlplatform.training import baselines as baseline_records
+from mlplatform.training import confidence, training_set
 from mlplatform.training.champion import ChampionScore
 from mlplatform.workspace import Workspace
 
@@ -86,11 +87,15 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, mlflow_run_id: str, pipel
                      champion: ChampionScore | None, started: float, extra_tags: dict[str, str] | None = None,
                      extra_params: dict[str, Any] | None = None,
                      log_extra: Callable[[], None] | None = None,
+                     baselines: list[dict[str, Any]] | None = None, intervals: dict[str, Any] | None = None,
                      record_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Complete the staged run `mlflow_run_id` with the trained model, the same for every task:
     params, metrics (and the champion's on the same rows, champion_eval.py), importance, tuning
-    trials, the tenant config, `log_extra()`'s task-specific artifacts, the model with its signature
-    and input example, and the train step's record (RECORD, with `record_extra`), which it returns."""
+    trials, the tenant config, `log_extra()`'s task-specific artifacts, the baselines' records
+    (training/baselines.py) and the metrics' bootstrap intervals (training/confidence.py), the model
+    with its signature and input example, and the train step's record (RECORD, with `record_extra`),
+    which it returns. The record's `metrics` are the model's own: baselines and intervals have keys
+    of their own."""
     connect(ws)
     tags = {"tenant": cfg.name, **(extra_tags or {}), "pipeline_run_id": pipeline_run_id,
             **{k: str(v) for k, v in lineage.items()}}
@@ -106,6 +111,9 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, mlflow_run_id: str, pipel
         mlflow.log_metrics(metrics | champion_metrics)
         if log_extra is not None:
             log_extra()
+        if intervals is not None:
+            confidence.log(intervals)
+        baseline_records.log_records(baselines or [])
         if trained.importance:
             mlflow.log_figure(importance_figure(trained.importance), "plots/feature_importance.png")
             mlflow.log_dict(trained.importance, "feature_importance.json")
@@ -133,6 +141,8 @@ def log_training_run(cfg: TenantConfig, ws: Workspace, mlflow_run_id: str, pipel
             "valid_rows": len(valid_df),
             "seconds": round(time.monotonic() - started, 2),
             "code_version": code_version(),
+            "baselines": baselines or [],
+            "confidence_intervals": intervals,
         } | (record_extra or {})
         mlflow.log_dict(record, RECORD)
     return record
