@@ -240,6 +240,20 @@ def rollout(
         raise typer.Exit(3)
 
 
+@app.command()
+def report(
+    tenant: Annotated[str, typer.Argument(help="tenant name or tenant file")],
+    run: Annotated[Path, typer.Option("--run", help="the demo run folder (its summary.json)")] = Path("runs/latest"),
+    out: Annotated[Path, typer.Option("--out", help="where <tenant>.md and its PNGs go")] = Path("docs/design"),
+    bench: Annotated[Path, typer.Option(help="benchmark results (timings), when present")] = Path("bench/results.json"),
+) -> None:
+    """Write the tenant's design review from a run's records: <run>/<tenant>/report.html and <out>/<tenant>.md."""
+    from mlplatform.report.build import from_run_dir
+
+    data, html_path = from_run_dir(tenant, run.resolve(), out, bench if bench.is_file() else None)
+    console.print(f"report: {escape(str(html_path))}  {escape(str(out / (data.provenance.tenant + '.md')))}")
+
+
 @app.command("train-run")
 def train_run(
     mlflow_run_id: Annotated[str, typer.Argument(help="the MLflow run the pipeline's stage step opened")],

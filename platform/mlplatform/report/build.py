@@ -48,3 +48,33 @@ def build(cfg: TenantConfig, ws: Workspace, run_id: str, md_dir: Path, html_path
         html_path.write_text(render.html_page(report, md_dir))
     return report
 
+
+
+def from_run_dir(tenant: str, run_dir: Path, md_dir: Path, bench_path: Path | None = None,
+                 tenant_file: Path | None = None) -> tuple[ReportData, Path]:
+    """The report of `tenant` in a demo run folder (its summary.json names the workspace and the
+    pipeline run); the HTML goes to <run_dir>/<tenant>/report.html. Returns (report, html path)."""
+    import json
+
+    from mlplatform.config import load_tenant
+    from mlplatform.errors import UserError
+    from mlplatform.tenants import apply_env_overrides, resolve_tenant_path
+
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise UserError(f"{summary_path} does not exist: run `make demo` first, or pass --run")
+    summary = json.loads(summary_path.read_text())
+    given = Path(tenant)
+    name = load_tenant(given).name if given.suffix in (".yaml", ".yml") and given.is_file() else tenant
+    entry = summary.get("tenants", {}).get(name)
+    if entry is None:
+        raise UserError(f"{summary_path} has no tenant {name!r} (it has {sorted(summary.get('tenants', {}))})")
+    # the tenant file the run used: the demo's effective copy when it wrote one
+    used = run_dir / "tenants" / name / "tenant.yaml"
+    path = tenant_file or (used if used.is_file() else resolve_tenant_path(tenant))
+    cfg = apply_env_overrides(load_tenant(path))
+    html_path = run_dir / name / "report.html"
+    report = build(cfg, Workspace(Path(summary["home"])), entry["run_id"], md_dir, html_path,
+                   summary_path=summary_path, bench_path=bench_path, loop_path=run_dir / "loop.json")
+    return report, html_path
