@@ -132,3 +132,29 @@ def test_report_page_renders_offline_in_headless_chromium(trained_fraud, tmp_pat
     assert "Design review: fraud" in dom.stdout and "<img" in dom.stdout, dom.stderr[-2000:]
     console = [line for line in (shot_run.stderr + dom.stderr).splitlines() if "CONSOLE" in line]
     assert not console, console
+
+
+@pytest.mark.slow
+def test_cli_writes_the_page_and_the_markdown_from_a_run_folder(trained_fraud, tmp_path):
+    """`mlplatform report fraud --run R --out D`: R's summary.json names the workspace and the
+    pipeline run (as the demo writes it), R/tenants/fraud/tenant.yaml the tenant file it used."""
+    from typer.testing import CliRunner
+
+    from mlplatform.cli import app
+
+    run = tmp_path / "run"
+    (run / "tenants" / "fraud").mkdir(parents=True)
+    shutil.copy(trained_fraud.tenant_file, run / "tenants" / "fraud" / "tenant.yaml")
+    (run / "summary.json").write_text(json.dumps({"home": str(trained_fraud.home), "tenants": {
+        "fraud": {"run_id": trained_fraud.run_id, "serving": {"smoke": {"requests": 7, "errors": 0}}}}}))
+    with isolated_tracking_env():
+        result = CliRunner().invoke(app, ["report", "fraud", "--run", str(run), "--out", str(tmp_path / "docs"),
+                                          "--bench", str(BENCH)])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "docs" / "fraud.md").read_text()
+    assert (run / "fraud" / "report.html").is_file()
+    assert "Demo smoke test (summary.json): 7 requests, 0 errors." in md
+    assert str(run / "summary.json") in md  # named among the records read
+    # no run there: a clear error, not a traceback
+    missing = CliRunner().invoke(app, ["report", "fraud", "--run", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "make demo" in missing.output
