@@ -157,4 +157,4 @@ def test_cli_writes_the_page_and_the_markdown_from_a_run_folder(trained_fraud, t
     assert str(run / "summary.json") in md  # named among the records read
     # no run there: a clear error, not a traceback
     missing = CliRunner().invoke(app, ["report", "fraud", "--run", str(tmp_path / "nowhere")])
-    assert missing.exit_code == 2 and "make demo" in missing.output
+    assert missing.exit_code == 2 and "run `make demo` first" in " ".join(missing.output.split())

@@ -36,7 +36,7 @@ def build(cfg: TenantConfig, ws: Workspace, run_id: str, md_dir: Path, html_path
     report = ReportData(
         provenance=Provenance(
             tenant=cfg.name, task=cfg.task,
-            commit=rec.tags.get("code_version") or rec.artifacts.get("train_record.json", {}).get("code_version", "-"),
+            commit=str(rec.steps["train"].get("code_version") or rec.tags.get("code_version") or "-"),
             seed=str(seed), machine=cpu_model(), date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             run_id=run_id, mlflow_run_id=rec.mlflow_run_id, model=f"{cfg.name} v{rec.model_version}",
             sources=rec.sources),

@@ -71,8 +71,10 @@ class Records:
 
     def model(self):
         """(trainer, model) of the registered version, loaded by the trainer that made it."""
+        from mlplatform.registry.mlflow_registry import connect
         from mlplatform.training.trainers import resolve_trainer
 
+        connect(self.ws)  # models:/ URIs resolve against the fluent API's tracking URI
         trainer = resolve_trainer(self.tags.get("trainer") or self.params.get("trainer") or self.cfg.model.trainer)
         return trainer, trainer.load(f"models:/{self.cfg.name}/{self.model_version}")
 
