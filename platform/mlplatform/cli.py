@@ -246,6 +246,17 @@ app.command("rollout-controller")(rollout_controller)
 app.command("quality-job")(quality_job)
 
 
+@app.command()
+def report(tenant: Annotated[str, typer.Argument(help="tenant name or tenant file")],
+           run: Annotated[Path, typer.Option(help="the demo run folder (its summary.json)")] = Path("runs/latest"),
+           out: Annotated[Path, typer.Option(help="where <tenant>.md and its PNGs go")] = Path("docs/design"),
+           bench: Annotated[Path, typer.Option(help="benchmark results (timings)")] = Path("bench/results.json")) -> None:
+    """Write the tenant's design review from a run's records: <run>/<tenant>/report.html and <out>/<tenant>.md."""
+    from mlplatform.report.build import from_run_dir
+    html_path = from_run_dir(tenant, run.resolve(), out, bench if bench.is_file() else None)[1]
+    console.print(f"report: {escape(str(html_path))}, {escape(str(out))}/")
+
+
 @app.command("train-run")
 def train_run(
     mlflow_run_id: Annotated[str, typer.Argument(help="the MLflow run the pipeline's stage step opened")],
@@ -310,9 +321,7 @@ def pipelines_compile(
 
 
 @app.command()
-def schema(
-    out: Annotated[Path, typer.Option(help="where to write the JSON schema")] = Path("charts/tenant/values.schema.json"),
-) -> None:
+def schema(out: Annotated[Path, typer.Option(help="where to write the JSON schema")] = Path("charts/tenant/values.schema.json")) -> None:
     """Write the tenant file's JSON schema (Helm's values.schema.json for charts/tenant)."""
     from mlplatform.config import tenant_json_schema
 
@@ -329,11 +338,8 @@ def verify(repo: Annotated[Path, typer.Option(help="repository root")] = Path(".
 
 
 @app.command()
-def webhook(
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port (charts/mlplatform: 9095)")] = 9095,
-    home: HomeOpt = None,
-) -> None:
+def webhook(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+            port: Annotated[int, typer.Option(help="port (charts/mlplatform: 9095)")] = 9095, home: HomeOpt = None) -> None:
     """Alertmanager receiver: POST /alerts starts retraining runs (dedup, cool-down); GET /retrains, /tenants, /metrics."""
     from mlplatform.monitoring.webhook import serve_webhook
     from mlplatform.workspace import Workspace

@@ -483,10 +483,23 @@ class Slo(Strict):
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
 
 
+class Traffic(Strict):
+    """The traffic the tenant expects: what the design review sizes capacity and A/B tests for."""
+
+    requests_per_second: float = Field(default=10, gt=0, description="peak requests per second (capacity)")
+    requests_per_day: float | None = Field(default=None, gt=0, description="requests per day (experiment "
+                                           "duration); default: requests_per_second x 86400")
+
+    @property
+    def per_day(self) -> float:
+        return self.requests_per_day or self.requests_per_second * 86_400
+
+
 class ServingConfig(Strict):
     model_alias: str = "champion"
     port: int = Field(default=8080, ge=1024, le=65535)
     slo: Slo = Slo()
+    traffic: Traffic = Traffic()
     smoke_requests: int = Field(default=200, ge=1)
 
 

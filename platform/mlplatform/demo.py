@@ -198,10 +198,29 @@ def _run_tenants(tenant_files: list[Path], ws: Workspace, run_dir: Path, runs: P
     summary["seconds"] = round(time.monotonic() - started, 1)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(summary_table(summary))
+    write_reports(summary, run_dir, console)
     where = (f"mlflow ui --backend-store-uri {ws.mlflow_uri}" if profile == "embedded"
              else f"mlflow server --backend-store-uri {services_store()}")
     console.print(f"summary: {runs / 'latest' / 'summary.json'}   MLflow: {where}", markup=False)
     return summary
+
+
+def write_reports(summary: dict, run_dir: Path, console: Console) -> None:
+    """Each tenant's design review from this run's records (mlplatform.report), beside its logs:
+    <run>/<tenant>/report.html and report.md. `mlplatform report TENANT` writes docs/design/ from it.
+    A report that cannot be built is said, and kept in summary.json, without undoing the run."""
+    from mlplatform.report.build import from_run_dir
+
+    bench = Path("bench/results.json")
+    for name in summary["tenants"]:
+        try:
+            _, html_path = from_run_dir(name, run_dir, run_dir / name, bench if bench.is_file() else None)
+            summary["tenants"][name]["report"] = str(html_path)
+            console.print(f"report: {html_path}", markup=False)
+        except Exception as err:  # noqa: BLE001 - the run succeeded; its review failing is reported, not raised
+            summary["tenants"][name]["report"] = {"error": f"{type(err).__name__}: {err}"}
+            console.print(f"[red]report of {escape(name)} failed:[/] {escape(f'{type(err).__name__}: {err}')}")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
 
 def services_store() -> str:

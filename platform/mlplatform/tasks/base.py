@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from mlplatform.config import TenantConfig
     from mlplatform.monitoring.prediction_log import PredictionLog
+    from mlplatform.report.plugin import TaskReport
     from mlplatform.training.baselines import Baseline
     from mlplatform.training.training_set import TrainingSet
     from mlplatform.workspace import Workspace
@@ -51,3 +52,6 @@ class Task(Protocol):
                     as_of: datetime | None = None, events: pd.DataFrame | None = None) -> dict[str, Any]:
         """Quality on delayed labels from the prediction log, written to quality/latest.json
         (monitoring/quality.py); the record."""
+
+    def report_sections(self) -> TaskReport:
+        """The design review's sections that differ by task (mlplatform/report/)."""

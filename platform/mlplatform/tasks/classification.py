@@ -54,5 +54,10 @@ class Classification:
         record |= quality.label_quality(cfg, ws, role=role, window=window, as_of=as_of, events=events)
         return quality.write_record(ws, record)
 
+    def report_sections(self):
+        from mlplatform.report.classification import REPORT
+
+        return REPORT
+
 
 TASK = Classification()

@@ -57,5 +57,10 @@ class Ranking:
         record |= quality.ranking_quality(cfg, ws, role=role, window=window, as_of=as_of)
         return quality.write_record(ws, record)
 
+    def report_sections(self):
+        from mlplatform.report.ranking import REPORT
+
+        return REPORT
+
 
 TASK = Ranking()
