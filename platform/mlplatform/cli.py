@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from mlplatform.errors import UserError
 from mlplatform.monitoring.quality_cli import quality_job
+from mlplatform.report.cli import report
 from mlplatform.rollout.cluster_cli import rollout_controller
 
 EXIT_USER_ERROR = 2  # an expected error (bad tenant file, unknown tenant, no model, ...), as for usage errors
@@ -244,17 +245,7 @@ def rollout(
 
 app.command("rollout-controller")(rollout_controller)
 app.command("quality-job")(quality_job)
-
-
-@app.command()
-def report(tenant: Annotated[str, typer.Argument(help="tenant name or tenant file")],
-           run: Annotated[Path, typer.Option(help="the demo run folder (its summary.json)")] = Path("runs/latest"),
-           out: Annotated[Path, typer.Option(help="where <tenant>.md and its PNGs go")] = Path("docs/design"),
-           bench: Annotated[Path, typer.Option(help="benchmark results (timings)")] = Path("bench/results.json")) -> None:
-    """Write the tenant's design review from a run's records: <run>/<tenant>/report.html and <out>/<tenant>.md."""
-    from mlplatform.report.build import from_run_dir
-    html_path = from_run_dir(tenant, run.resolve(), out, bench if bench.is_file() else None)[1]
-    console.print(f"report: {escape(str(html_path))}, {escape(str(out))}/")
+app.command("report")(report)
 
 
 @app.command("train-run")
