@@ -161,7 +161,7 @@ def test_predictor_runs_the_tenant_with_its_alias(cases):
 
 
 def test_servicemonitor_selects_the_tenant_predictors(tenant):
-    (sm,) = _by_kind(tenant, "ServiceMonitor")
+    (sm,) = [o for o in _by_kind(tenant, "ServiceMonitor") if o["metadata"]["name"] == f"{tenant.release}-predictors"]
     (expr,) = sm["spec"]["selector"]["matchExpressions"]
     assert expr["key"] == "serving.kserve.io/inferenceservice" and tenant.release in expr["values"]
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"

@@ -57,8 +57,10 @@ def env(tmp_path):
     fs = store.apply(cfg, ws)
     yield cfg, ws, client, fs
     fs.teardown()  # the project's online rows
-    for k in client.scan_iter(f"mlplatform:{name}:*"):
-        client.delete(k)
+    pipe = client.pipeline(transaction=False)
+    for k in client.scan_iter(f"mlplatform:{name}:*", count=1000):
+        pipe.unlink(k)
+    pipe.execute()
 
 
 def events(n: int, start=T0, cards: int = 3, seed: int = 0) -> pd.DataFrame:

@@ -164,9 +164,12 @@ class StreamWorker:
         return claimed
 
     def apply(self, messages: list) -> set[str]:
-        """Apply each event once (Lua, atomic); the entities whose state may have changed."""
+        """Apply each event once (Lua, atomic per event; the batch's calls in one pipeline, in order);
+        the entities whose state may have changed."""
         touched = set()
         self.seed({f["key"] for _, f in messages if isinstance(f.get("key"), str) and f["key"].lstrip("-").isdigit()})
+        pipe = self.redis.pipeline(transaction=False)
+        valid = []
         for mid, fields in messages:
             try:
                 key, t = fields["key"], int(fields["ts_us"])
@@ -176,7 +179,9 @@ class StreamWorker:
                 self._events["malformed"].inc()
                 log.warning("stream %s: message %s malformed (%s: %s): dropped", self.stream, mid, type(err).__name__, err)
                 continue
-            outcome = self._apply(keys=[*self._keys(key), f"{self.prefix}:seeded:{key}"], args=args)
+            self._apply(keys=[*self._keys(key), f"{self.prefix}:seeded:{key}"], args=args, client=pipe)
+            valid.append((key, t))
+        for (key, t), outcome in zip(valid, pipe.execute() if valid else []):
             if outcome in ("applied", "out_of_order"):
                 self._applied_us.append(t)
             self.stats.events[outcome] += 1
@@ -215,18 +220,22 @@ class StreamWorker:
     def push(self, entities: set[str]) -> None:
         """The state of each entity (within the horizon of its newest event) -> one row each, pushed."""
         rows = []
-        for key in sorted(entities):
-            seen, counts, sums, newest = self._keys(key)
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hgetall(counts).hgetall(sums).get(newest).get(f"{self.prefix}:pushed:{key}")
-            c, s, t, pushed = pipe.execute()
+        keys = sorted(entities)
+        pipe = self.redis.pipeline(transaction=True)  # one consistent read of every entity's state
+        for key in keys:
+            _, counts, sums, newest = self._keys(key)
+            pipe.hgetall(counts).hgetall(sums).get(newest)
+            pipe.get(f"{self.prefix}:pushed:{key}").get(f"{self.prefix}:digest:{key}")
+        read = pipe.execute()
+        for i, key in enumerate(keys):
+            c, s, t, pushed, last_digest = read[5 * i:5 * i + 5]
             if t is None:
                 continue  # nothing applied (all late or expired)
             t, pushed = int(t), int(pushed) if pushed is not None else -1
             hours = sorted(int(h) for h in c if int(h) > t // HOUR_US - self.spec.horizon_hours)
             state = (hours, [int(c[str(h)]) for h in hours], [float(s[str(h)]) for h in hours])
             digest = repr(state)
-            if pushed >= t and self.redis.get(f"{self.prefix}:digest:{key}") == digest:
+            if pushed >= t and last_digest == digest:
                 self._count_row("skipped")  # unchanged since the last push (Feast would skip it too)
                 continue
             if pushed >= t:
