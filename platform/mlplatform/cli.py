@@ -196,7 +196,7 @@ def stream(
     from mlplatform.features.stream import StreamWorker
     from mlplatform.workspace import Workspace
 
-    from mlplatform.features.stream_metrics import register_lag
+    from mlplatform.features.stream_metrics import lag_client, register_lag
 
     from mlplatform.tenants import apply_env_overrides
 
@@ -205,7 +205,7 @@ def stream(
     worker = StreamWorker(cfg, ws, consumer or f"{socket.gethostname()}-{os.getpid()}")
     port = cfg.features.stream.metrics_port if metrics_port is None else metrics_port
     if port:  # counters, event age, and the lag read from Redis at each scrape
-        register_lag(worker.redis, cfg.name, worker.stream, worker.sc.group)
+        register_lag(lag_client(worker.sc.redis_url), cfg.name, worker.stream, worker.sc.group)
         start_http_server(port)
     stats = worker.run(stop_after=seconds)
     console.print(f"events {stats.events}; rows {stats.rows}; claimed {stats.claimed}")

@@ -221,12 +221,11 @@ def test_lag_and_event_age_are_measured_and_the_row_carries_its_event_time(env):
 def test_a_scrape_without_redis_says_so(env):
     from prometheus_client import CollectorRegistry
 
-    from mlplatform.features.stream_metrics import register_lag
-    import redis
+    from mlplatform.features.stream_metrics import lag_client, register_lag
 
     cfg, *_ = env
     registry = CollectorRegistry()
-    register_lag(redis.Redis(port=free_port(), socket_connect_timeout=1), cfg.name, stream_key(cfg), "features", registry)
+    register_lag(lag_client(f"redis://127.0.0.1:{free_port()}/0"), cfg.name, stream_key(cfg), "features", registry)
     assert registry.get_sample_value("mlplatform_stream_redis_up", {"tenant": cfg.name}) == 0
     assert registry.get_sample_value("mlplatform_stream_length", {"tenant": cfg.name}) is None
 
@@ -248,3 +247,19 @@ def test_a_card_with_an_online_row_but_no_worker_state_starts_from_that_row(env)
     assert fresh.stats.seeded == 1
     assert fresh.stats.events["before_seed"] == 1 and fresh.stats.events["applied"] == 2
     assert_state_equal(online_state(cfg, ws, [1]), offline_last_state(raw))
+
+
+def test_a_private_redis_server_starts_answers_and_stops(tmp_path):
+    """mlplatform.redis_local: what the bench (and a loop without Redis) runs its stream on."""
+    import shutil
+
+    import redis
+
+    from mlplatform.redis_local import local_redis
+
+    require(shutil.which("redis-server") is not None, "redis-server not installed")
+    with local_redis(tmp_path / "redis") as url:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, retry=None)
+        assert client.ping() and client.config_get("save")["save"] == ""  # in memory only
+    with pytest.raises(redis.ConnectionError):
+        client.ping()

@@ -110,6 +110,17 @@ class StreamLagCollector(Collector):
         return []  # collected lazily: no registration-time call to Redis
 
 
+def lag_client(url: str):
+    """A client for the scrape: short timeouts and no retries, so a Redis that is down makes the
+    scrape answer redis_up 0 at once instead of retrying past Prometheus' scrape timeout."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2,
+                                retry=Retry(NoBackoff(), 0))
+
+
 def register_lag(client, tenant: str, stream: str, group: str, registry=REGISTRY) -> StreamLagCollector:
     collector = StreamLagCollector(client, tenant, stream, group)
     registry.register(collector)
