@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, recipe_bench, scale_bench, search_bench,
                    serving_bench,
-                   shadow_bench, training_bench, workers_bench)
+                   shadow_bench, stream_bench, training_bench, workers_bench)
 from bench.common import pyplot
 
 
@@ -61,6 +61,7 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
     L += training_bench.markdown(results["training"], img_rel, images)
     L += workers_bench.markdown(results.get("workers", {"status": "not run"})) + drift_bench.markdown(results["drift"])
     L += shadow_bench.markdown(results.get("shadow", {"status": "not run"}))
+    L += stream_bench.markdown(results.get("stream", {"status": "not run"}))
     L += search_bench.markdown(results.get("search", {"status": "not run"}), img_rel, images)
     L += scale_bench.markdown(results.get("scale", {"status": "not run"}), img_rel, images)
     L += letor_bench.markdown(results.get("letor", {"status": "not run"}))

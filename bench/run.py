@@ -11,7 +11,7 @@ Load only ever targets 127.0.0.1, with bounded counts and durations.
 
 This module only orchestrates (flags, which sections run, merging with the last results, writing
 the files). Each section is its own module with `run(...)` and `markdown(...)` (and `plot` when it
-has a figure): bench/{serving,lookup,training,workers,drift,shadow,search,scale,letor,recipe,demo}_bench.py; what they
+has a figure): bench/{serving,lookup,training,workers,drift,shadow,stream,search,scale,letor,recipe,demo}_bench.py; what they
 share is bench/common.py; bench/report.py renders docs/benchmarks.md from the results.
 """
 
@@ -28,11 +28,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import (demo_bench, drift_bench, letor_bench, lookup_bench, recipe_bench, report, scale_bench,
-                   search_bench, serving_bench, shadow_bench, training_bench, workers_bench)
+                   search_bench, serving_bench, shadow_bench, stream_bench, training_bench, workers_bench)
 from bench.common import FRAUD, FULL, QUICK, REPO, TARGETS, build_workspace, machine, reported
 
-SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor", "recipe")
-NEED_WORKSPACE = {"serving", "lookup", "training", "shadow"}  # the sections that measure the fraud workspace
+SECTIONS = ("serving", "lookup", "training", "workers", "drift", "shadow", "stream", "search", "scale", "letor",
+            "recipe")
+NEED_WORKSPACE = {"serving", "lookup", "training", "shadow", "stream"}  # the sections that measure the fraud workspace
 
 
 def merge_results(old: dict, new: dict, skipped: set[str]) -> dict:
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     "workers": lambda: workers_bench.run(p, work, args.quick),
                     "drift": lambda: drift_bench.run(p, work),
                     "shadow": lambda: shadow_bench.run(tenant, home, p, work),
+                    "stream": lambda: reported(lambda: stream_bench.run(tenant, home, p, work)),
                     # these two build their own workspaces (clean, under work); a failure is reported, not raised
                     "search": lambda: reported(lambda: search_bench.run(p, work, args.quick)),
                     "scale": lambda: reported(lambda: scale_bench.run(p, work / "scale", args.quick)),

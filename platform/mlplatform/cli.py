@@ -186,7 +186,8 @@ def stream(
     home: HomeOpt = None,
     consumer: Annotated[Optional[str], typer.Option(help="consumer name in the group (default: host-pid)")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="stop after this long (default: run until stopped)")] = None,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: none)")] = 0,
+    metrics_port: Annotated[Optional[int], typer.Option(
+        help="Prometheus /metrics port (default: features.stream.metrics_port; 0: none)")] = None,
 ) -> None:
     """Consume the tenant's event stream (features.stream): bucket state to the online store."""
     import os
@@ -198,10 +199,17 @@ def stream(
     from mlplatform.features.stream import StreamWorker
     from mlplatform.workspace import Workspace
 
-    cfg, ws = load_tenant(_tenant_path(tenant)), Workspace.from_env(home)
-    if metrics_port:
-        start_http_server(metrics_port)
+    from mlplatform.features.stream_metrics import lag_client, register_lag
+
+    from mlplatform.tenants import apply_env_overrides
+
+    # the deployment's stores (the chart passes them as for the predictor) and the stream's Redis
+    cfg, ws = apply_env_overrides(load_tenant(_tenant_path(tenant))), Workspace.from_env(home)
     worker = StreamWorker(cfg, ws, consumer or f"{socket.gethostname()}-{os.getpid()}")
+    port = cfg.features.stream.metrics_port if metrics_port is None else metrics_port
+    if port:  # counters, event age, and the lag read from Redis at each scrape
+        register_lag(lag_client(worker.sc.redis_url), cfg.name, worker.stream, worker.sc.group)
+        start_http_server(port)
     stats = worker.run(stop_after=seconds)
     console.print(f"events {stats.events}; rows {stats.rows}; claimed {stats.claimed}")
 

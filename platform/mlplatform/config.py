@@ -198,6 +198,12 @@ class StreamConfig(Strict):
     group: str = "features"
     batch: int = Field(default=500, gt=0, description="messages per read")
     claim_idle_ms: int = Field(default=30_000, ge=0, description="pending this long: a dead consumer's, claimed")
+    freshness_slo_seconds: float = Field(
+        default=5.0, gt=0, description="p99 of event time -> row written online (the worker's "
+        "mlplatform_stream_event_age_seconds), and the age of the oldest unacknowledged event, stay under "
+        "this: the tenant's freshness alerts (charts/tenant prometheusrule.yaml) fire above it")
+    metrics_port: int = Field(default=9108, ge=1024, le=65535,
+                              description="the worker's Prometheus /metrics port (the cluster's ServiceMonitor scrapes it)")
 
 
 class FeaturesConfig(Strict):
@@ -624,6 +630,15 @@ class QualityJobConfig(Strict):
                                      limits=Quantities(cpu="1", memory="1Gi"))
 
 
+class StreamWorkerClusterConfig(Strict):
+    """The stream worker's Deployment (`mlplatform stream`), rendered for a tenant with features.stream."""
+
+    enabled: bool = Field(default=True, description="render the Deployment when features.stream is set")
+    replicas: int = Field(default=1, ge=0, description="consumers of one group share the stream (and claim a dead one's messages)")
+    # requests sized to the 4-CPU / 16 GB runner budget (tests/charts/test_budget.py); the limit lets it burst
+    resources: Resources = Resources(requests=Quantities(cpu="50m", memory="384Mi"), limits=Quantities(cpu="1", memory="1Gi"))
+
+
 class TrainingClusterConfig(Strict):
     """The KubeRay RayJob a training step runs as."""
 
@@ -676,6 +691,7 @@ class ClusterConfig(Strict):
     rollout: RolloutClusterConfig = RolloutClusterConfig()
     quality_job: QualityJobConfig = QualityJobConfig()
     training: TrainingClusterConfig = TrainingClusterConfig()
+    stream_worker: StreamWorkerClusterConfig = StreamWorkerClusterConfig()
     quota: QuotaConfig = QuotaConfig()
     namespace_labels: dict[str, str] = Field(default_factory=dict, description="extra labels on the tenant namespace")
     namespaces: Namespaces = Namespaces()

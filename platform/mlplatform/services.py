@@ -20,12 +20,14 @@ TRACKING = "MLFLOW_TRACKING_URI"  # MLflow's own variable: a server URL (cluster
 ONLINE_STORE = "MLPLATFORM_FEAST_ONLINE_STORE"  # "redis" or "sqlite"
 REDIS = "MLPLATFORM_REDIS_ADDRESS"  # host:port[,db=N] of the Feast online store
 REGISTRY = "MLPLATFORM_FEAST_REGISTRY"  # SQLAlchemy URL of Feast's SQL registry (PostgreSQL)
+STREAM_REDIS = "MLPLATFORM_STREAM_REDIS_URL"  # redis:// URL of the event stream (features.stream.redis_url)
 
 SETTINGS = {
     TRACKING: "MLflow tracking URI (http://… through `mlflow server` and its artifact proxy)",
     ONLINE_STORE: "Feast online store type: redis or sqlite",
     REDIS: "Redis host:port of the Feast online store (implies redis)",
     REGISTRY: "SQLAlchemy URL of the Feast SQL registry, e.g. postgresql+psycopg://user@host/db",
+    STREAM_REDIS: "redis:// URL of the tenant's event stream (replaces features.stream.redis_url)",
 }
 
 

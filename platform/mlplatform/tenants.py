@@ -45,6 +45,7 @@ def apply_env_overrides(cfg: TenantConfig, environ: Mapping[str, str] = os.envir
     MLPLATFORM_FEAST_ONLINE_STORE  "redis" or "sqlite": the Feast online store type
     MLPLATFORM_REDIS_ADDRESS       host:port of Redis (implies redis when the type is not given)
     MLPLATFORM_FEAST_REGISTRY      SQLAlchemy URL of Feast's SQL registry (PostgreSQL)
+    MLPLATFORM_STREAM_REDIS_URL    redis:// URL of the event stream (features.stream.redis_url)
 
     Returns a new config; the tenant file keeps describing the embedded defaults.
     """
@@ -65,4 +66,9 @@ def apply_env_overrides(cfg: TenantConfig, environ: Mapping[str, str] = os.envir
             raise TenantConfigError(f"{services.REGISTRY} must be a SQLAlchemy URL (postgresql+psycopg://…), "
                                     f"got {registry_url!r}")
         features = features.model_copy(update={"registry": FeatureRegistry(type="sql", path=registry_url)})
+    stream_url = environ.get(services.STREAM_REDIS, "").strip()
+    if stream_url and features.stream is not None:
+        if not stream_url.startswith(("redis://", "rediss://", "unix://")):
+            raise TenantConfigError(f"{services.STREAM_REDIS} must be a redis:// URL, got {stream_url!r}")
+        features = features.model_copy(update={"stream": features.stream.model_copy(update={"redis_url": stream_url})})
     return cfg if features is cfg.features else cfg.model_copy(update={"features": features})

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import require
 
-SECTIONS = {"machine", "serving", "lookup", "training", "workers", "drift", "shadow", "search", "scale", "letor",
-            "recipe", "demo"}
+SECTIONS = {"machine", "serving", "lookup", "training", "workers", "drift", "shadow", "stream", "search", "scale",
+            "letor", "recipe", "demo"}
 
 
 @pytest.mark.slow
@@ -81,8 +81,17 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
     assert shadow["status"] == "ok", shadow
     assert set(shadow["shadows"]) == {"none", "healthy", "error", "hang", "down"}
     assert all(v["sent"] > 0 and v["statuses"] == {"200": v["sent"]} for v in shadow["shadows"].values())
+    # stream: payments through the worker while the server takes traffic, beside the batch features step
+    stream = results["stream"]
+    if stream["status"].startswith("skipped"):
+        require(False, stream["status"])
+    assert stream["status"] == "ok", stream
+    assert stream["feed"]["sent"] > 0 and stream["worker"]["events_applied"] == stream["feed"]["sent"]
+    assert stream["event_to_online"]["probes"] > 0 and stream["worker"]["cpu_ms_per_event"] > 0
+    assert stream["server"]["sent"] > 0 and stream["baseline_features_step"]["seconds"] > 0
+    assert isinstance(stream["target_met"], bool)
     text = doc.read_text()
-    for heading in ("## Machine", "## Shadow", "## Serving", "## Feature lookup", "## Training",
+    for heading in ("## Machine", "## Shadow", "## Streaming freshness", "## Serving", "## Feature lookup", "## Training",
                     "## Ray Train workers (1 vs 2)", "## Drift", "## Search", "## Scale",
                     "## LETOR", "## Training recipe vs library defaults", "## Reproduce"):
         assert heading in text

@@ -165,7 +165,7 @@ def test_predictor_runs_the_tenant_with_its_alias(cases):
 
 
 def test_servicemonitor_selects_the_tenant_predictors(tenant):
-    (sm,) = _by_kind(tenant, "ServiceMonitor")
+    (sm,) = [o for o in _by_kind(tenant, "ServiceMonitor") if o["metadata"]["name"] == f"{tenant.release}-predictors"]
     (expr,) = sm["spec"]["selector"]["matchExpressions"]
     assert expr["key"] == "serving.kserve.io/inferenceservice" and tenant.release in expr["values"]
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
@@ -183,3 +183,90 @@ def test_platform_chart_toggles(helm, repo_root):
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert ("Deployment", "mlflow") in names and ("StatefulSet", "postgres") in names
     assert ("Deployment", "redis") not in names and ("Deployment", "retrain-webhook") not in names
+
+
+def test_stream_worker_is_rendered_for_a_streaming_tenant_only(cases):
+    """A tenant with features.stream gets the worker: its own ServiceAccount, PSS-restricted pod,
+    egress to Redis only (DNS via allow-dns), ingress from monitoring to the metrics port, a
+    ServiceMonitor that selects its Service; settings passed by the names mlplatform.services defines."""
+    from mlplatform import services
+    from mlplatform.config import load_tenant
+
+    assert not [o for o in _case(cases, "tenant/defaults").objects if "stream-worker" in o["metadata"]["name"]]
+    cfg = load_tenant(REPO_ROOT / "examples" / "fraud" / "tenant.yaml")
+    case = _case(cases, "tenant/fraud")
+    name, port = case.release, cfg.features.stream.metrics_port
+    (dep,) = [o for o in _by_kind(case, "Deployment") if o["metadata"]["name"] == f"{name}-stream-worker"]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert pod["serviceAccountName"] == f"{name}-stream-worker" and pod["automountServiceAccountToken"] is False
+    assert f"{name}-stream-worker" in {o["metadata"]["name"] for o in _by_kind(case, "ServiceAccount")}
+    assert c["args"] == ["stream", name, "--metrics-port", str(port)]
+    assert c["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"] is True
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert {k for k in env if k.startswith("MLPLATFORM_") and k not in ("MLPLATFORM_TENANT_FILE", "MLPLATFORM_HOME")} \
+        <= set(services.SETTINGS)
+    assert env[services.STREAM_REDIS] == f"redis://{cfg.cluster.redis_address}/0"
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    (policy,) = [p["spec"] for p in _by_kind(case, "NetworkPolicy") if p["metadata"]["name"] == "allow-stream-worker"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    (egress,) = policy["egress"]
+    assert egress["ports"] == [{"protocol": "TCP", "port": int(cfg.cluster.redis_address.rsplit(":", 1)[1])}]
+    assert egress["to"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": cfg.cluster.namespaces.platform}}}]
+    (ingress,) = policy["ingress"]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": port}]
+    # no other policy lets the worker out (allow-platform-services selects predictor and training only)
+    for other in _by_kind(case, "NetworkPolicy"):
+        sel = other["spec"]["podSelector"]
+        if other["metadata"]["name"] not in ("allow-stream-worker", "default-deny", "allow-dns") and "Egress" in other["spec"]["policyTypes"]:
+            values = [v for e in sel.get("matchExpressions", []) for v in e["values"]] + list(sel.get("matchLabels", {}).values())
+            assert "stream-worker" not in values, other["metadata"]["name"]
+
+    (svc,) = [o for o in _by_kind(case, "Service") if o["metadata"]["name"] == f"{name}-stream-worker"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    (sm,) = [o for o in _by_kind(case, "ServiceMonitor") if o["metadata"]["name"] == f"{name}-stream-worker"]
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"] == "metrics"
+
+
+def test_stream_worker_can_be_turned_off(helm):
+    from mlplatform.verify import render
+
+    values = render.load_values(REPO_ROOT / "examples" / "fraud" / "tenant.yaml")
+    cluster = {**values.get("cluster", {}), "stream_worker": {"enabled": False}}
+    objects, _, _ = render.render(REPO_ROOT / "charts" / "tenant", {**values, "cluster": cluster}, "fraud")
+    assert not [o for o in objects if "stream-worker" in o["metadata"]["name"]]
+    assert any(o["kind"] == "PrometheusRule" for o in objects)
+
+
+def test_freshness_alerts_take_the_slo_from_the_tenant_file_or_the_config_default(helm):
+    """The chart's fallback for a tenant file that leaves features.stream.freshness_slo_seconds out
+    is StreamConfig's default; a tenant without features.stream gets no freshness group."""
+    import copy
+
+    from mlplatform.config import StreamConfig, load_tenant
+    from mlplatform.verify import render
+
+    path = REPO_ROOT / "examples" / "fraud" / "tenant.yaml"
+    values = render.load_values(path)
+
+    def freshness(vals):
+        objects, _, _ = render.render(REPO_ROOT / "charts" / "tenant", vals, "fraud")
+        (rule,) = [o for o in objects if o["kind"] == "PrometheusRule"]
+        return {r["alert"]: r["expr"] for g in rule["spec"]["groups"] if g["name"].endswith("-freshness")
+                for r in g["rules"] if "alert" in r}
+
+    slo = load_tenant(path).features.stream.freshness_slo_seconds
+    assert freshness(values)["MLPlatformFeaturesStale"].endswith(f"> {slo:g}")
+    unset = copy.deepcopy(values)
+    del unset["features"]["stream"]["freshness_slo_seconds"]
+    default = StreamConfig.model_fields["freshness_slo_seconds"].default
+    assert freshness(unset)["MLPlatformStreamBacklog"].endswith(f"> {default:g}")
+    assert default != slo  # otherwise the fallback would go unseen
+    none = copy.deepcopy(values)
+    del none["features"]["stream"]
+    assert freshness(none) == {}

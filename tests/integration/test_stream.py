@@ -14,11 +14,13 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client import REGISTRY
 
 from fraud_tenant import velocity
 from mlplatform.config import StreamConfig, load_tenant
 from mlplatform.features import store
 from mlplatform.features.stream import StreamWorker, publish, stream_key
+from mlplatform.processes import free_port
 from mlplatform.workspace import Workspace
 from tests.conftest import FRAUD_TENANT, require
 
@@ -55,8 +57,10 @@ def env(tmp_path):
     fs = store.apply(cfg, ws)
     yield cfg, ws, client, fs
     fs.teardown()  # the project's online rows
-    for k in client.scan_iter(f"mlplatform:{name}:*"):
-        client.delete(k)
+    pipe = client.pipeline(transaction=False)
+    for k in client.scan_iter(f"mlplatform:{name}:*", count=1000):
+        pipe.unlink(k)
+    pipe.execute()
 
 
 def events(n: int, start=T0, cards: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -170,3 +174,92 @@ def test_malformed_messages_are_counted_and_acknowledged(env):
     drain(worker)
     assert worker.stats.events["malformed"] == 1
     assert client.xpending(stream_key(cfg), "features")["pending"] == 0
+
+
+def test_lag_and_event_age_are_measured_and_the_row_carries_its_event_time(env):
+    """The lag gauges read at scrape time (a stopped worker's backlog shows), the event-to-online age
+    is observed per applied event, and the online row is stamped with the card's newest event time
+    (what the predictor's mlplatform_feature_age_seconds is computed from)."""
+    from prometheus_client import CollectorRegistry
+
+    from mlplatform.features.stream_metrics import register_lag, stream_lag
+
+    cfg, ws, client, _ = env
+    registry = CollectorRegistry()
+    register_lag(client, cfg.name, stream_key(cfg), "features", registry)
+    raw = events(40, seed=3)
+    publish(client, cfg, raw)
+
+    def gauge(name):
+        return registry.get_sample_value(name, {"tenant": cfg.name})
+
+    assert gauge("mlplatform_stream_redis_up") == 1
+    assert gauge("mlplatform_stream_length") == 40 and gauge("mlplatform_stream_undelivered") == 40
+    assert gauge("mlplatform_stream_oldest_unacked_age_seconds") >= 0
+    # no group yet: the oldest entry's age is counted from its id (its time of arrival)
+    first_ms = int(client.xrange(stream_key(cfg), count=1)[0][0].split("-")[0])
+    lag = stream_lag(client, stream_key(cfg), "features", now_ms=first_ms + 7_000)
+    assert lag["oldest_unacked_age_seconds"] == 7.0 and lag["pending"] == 0
+
+    worker = StreamWorker(cfg, ws, "w", client=client)
+    age = ("mlplatform_stream_event_age_seconds_count", {"tenant": cfg.name, "view": "customer_velocity"})
+    before = REGISTRY.get_sample_value(*age) or 0.0
+    (_, messages), = client.xreadgroup("features", "w", {stream_key(cfg): ">"}, count=10)  # delivered, not acked
+    lag = stream_lag(client, stream_key(cfg), "features", now_ms=first_ms + 7_000)
+    assert lag["pending"] == 10 and lag["undelivered"] == 30 and lag["oldest_unacked_age_seconds"] == 7.0
+    drain(worker)  # claims the 10 (claim_idle_ms 0) and reads the 30
+    assert REGISTRY.get_sample_value(*age) - before == 40  # every applied event observed once
+    assert gauge("mlplatform_stream_pending") == 0 and gauge("mlplatform_stream_undelivered") == 0
+    assert gauge("mlplatform_stream_oldest_unacked_age_seconds") == 0
+
+    cards = sorted(raw["customer_id"].unique())
+    _, times = store.OnlineFeatures(cfg, ws).lookup_timed({"customer_id": cards, "terminal_id": [10] * len(cards)})
+    newest = raw.groupby("customer_id")["tx_datetime"].max()
+    assert times["customer_velocity"] == [newest[c].timestamp() for c in cards]
+
+
+def test_a_scrape_without_redis_says_so(env):
+    from prometheus_client import CollectorRegistry
+
+    from mlplatform.features.stream_metrics import lag_client, register_lag
+
+    cfg, *_ = env
+    registry = CollectorRegistry()
+    register_lag(lag_client(f"redis://127.0.0.1:{free_port()}/0"), cfg.name, stream_key(cfg), "features", registry)
+    assert registry.get_sample_value("mlplatform_stream_redis_up", {"tenant": cfg.name}) == 0
+    assert registry.get_sample_value("mlplatform_stream_length", {"tenant": cfg.name}) is None
+
+
+def test_a_card_with_an_online_row_but_no_worker_state_starts_from_that_row(env):
+    """A worker that starts after the batch state was materialised (or whose keys expired) takes the
+    card's online row as its state: a later payment adds to it; one at or before the row's time is
+    taken as already counted (`before_seed`)."""
+    cfg, ws, client, _ = env
+    raw = events(12, cards=1, seed=4)
+    publish(client, cfg, raw.iloc[:10])
+    drain(StreamWorker(cfg, ws, "first", client=client))
+    for k in client.scan_iter(f"mlplatform:{cfg.name}:*"):  # the worker's state gone; the online row stays
+        if not k.endswith(":events"):
+            client.delete(k)
+    publish(client, cfg, raw.iloc[[9, 10, 11]])  # one already in the row, two new
+    fresh = StreamWorker(cfg, ws, "fresh", client=client)
+    drain(fresh)
+    assert fresh.stats.seeded == 1
+    assert fresh.stats.events["before_seed"] == 1 and fresh.stats.events["applied"] == 2
+    assert_state_equal(online_state(cfg, ws, [1]), offline_last_state(raw))
+
+
+def test_a_private_redis_server_starts_answers_and_stops(tmp_path):
+    """mlplatform.redis_local: what the bench (and a loop without Redis) runs its stream on."""
+    import shutil
+
+    import redis
+
+    from mlplatform.redis_local import local_redis
+
+    require(shutil.which("redis-server") is not None, "redis-server not installed")
+    with local_redis(tmp_path / "redis") as url:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, retry=None)
+        assert client.ping() and client.config_get("save")["save"] == ""  # in memory only
+    with pytest.raises(redis.ConnectionError):
+        client.ping()

@@ -134,6 +134,32 @@ def test_unseen_entities_are_scored_as_cold_start_and_counted(ctx):
     assert outputs["missing"]["data"] == ["", "customer_velocity", "terminal_risk", "customer_velocity,terminal_risk"]
 
 
+def test_feature_age_is_observed_per_view_for_rows_the_store_had(ctx):
+    """mlplatform_feature_age_seconds{view}: one observation per scored row that had a row of the
+    view (a cold view observes nothing), valued as the scored event's time minus the row's event
+    time, which the online store returns beside the values."""
+    cfg, mv = ctx["cfg"], ctx["mv"]
+    known = ctx["rows"][0]
+    rows = [known, {**known, "customer_id": 987654331}, {**known, "terminal_id": 987654331}]
+    labels = {"tenant": cfg.name, "model": cfg.name, "version": str(mv.version), "role": "stable"}
+
+    def age(view, what):
+        key = (f"mlplatform_feature_age_seconds_{what}", tuple(sorted((labels | {"view": view}).items())))
+        return metric_samples(ctx).get(key, 0.0)
+
+    views = ("customer_velocity", "terminal_risk")
+    before = {(v, w): age(v, w) for v in views for w in ("count", "sum")}
+    assert post(ctx, v1_path(cfg), v1_body(rows)).status_code == 200
+    _, times = OnlineFeatures(cfg, ctx["ws"]).lookup_timed(
+        {"customer_id": [r["customer_id"] for r in rows], "terminal_id": [r["terminal_id"] for r in rows]})
+    event = pd.Timestamp(known["tx_datetime"]).timestamp()
+    for view, present in (("customer_velocity", [0, 2]), ("terminal_risk", [0, 1])):
+        assert [i for i, t in enumerate(times[view]) if t is not None] == present
+        assert age(view, "count") - before[(view, "count")] == 2
+        want = sum(max(0.0, event - times[view][i]) for i in present)
+        assert age(view, "sum") - before[(view, "sum")] == pytest.approx(want, abs=1e-3)
+
+
 def test_smoke_batch_sends_unseen_cards_and_terminals(ctx, fraud_server):
     summary = smoke_test(ctx["cfg"], ctx["ws"], fraud_server.base_url, n=28, v2_every=2)
     assert summary["errors"] == 0, summary

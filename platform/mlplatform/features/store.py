@@ -9,6 +9,7 @@ OnlineFeatures the serving side: latest values for a batch of entity keys (onlin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 
@@ -129,8 +130,39 @@ class OnlineFeatures:
         self.store = open_store(cfg, ws)
         self.refs = feature_refs(cfg)
         self.keys = cfg.features.join_keys
+        # one feature per view stands for its row's event time (a row is written whole)
+        self._view_of = {v.features[0].name: v.name for v in cfg.features.feature_views}
+        self._ttl = {v.name: (v.ttl_days * 86400.0, [f.name for f in v.features]) for v in cfg.features.feature_views}
+        self._shift = BEFORE_EVENT.total_seconds() if cfg.features.as_of == "before_event" else 0.0
+
+    def lookup_at(self, entities: Mapping[str, Sequence], at: Sequence[float] | None = None
+                  ) -> tuple[dict[str, list], dict[str, list]]:
+        """`lookup_timed` as the offline point-in-time join would see it at the scored events' times
+        `at` (s since the epoch per row; None: now): a view's row older than the view's TTL is
+        dropped (its features and time None). Feast's online read returns the latest row however
+        old (feast 0.67 checks no TTL on the online path; only its pre-computed vectors do), while
+        the offline join (`get_historical_features`) leaves out rows older than the TTL, so without
+        this a card idle past the TTL would be scored from state training never saw (cold there)."""
+        values, times = self.lookup_timed(entities)
+        n = len(next(iter(values.values()), []))
+        ref = [time.time()] * n if at is None else at
+        for view, stamps in times.items():
+            ttl, names = self._ttl[view]
+            old = [i for i, t in enumerate(stamps) if t is not None and t < ref[i] - self._shift - ttl]
+            for i in old:
+                stamps[i] = None
+                for f in names:
+                    values[f][i] = None
+        return values, times
 
     def lookup(self, entities: Mapping[str, Sequence] | list[dict]) -> dict[str, list]:
+        return self.lookup_timed(entities)[0]
+
+    def lookup_timed(self, entities: Mapping[str, Sequence] | list[dict]) -> tuple[dict[str, list], dict[str, list]]:
+        """`lookup`, and per view the event time (s since the epoch) of each row it read, None where
+        the store had no row: Feast returns each value's event timestamp beside it (FeatureVector's
+        `event_timestamps`, protos/feast/serving/ServingService.proto), the time the row was stamped
+        with when written (materialised or pushed)."""
         """Feast's `get_online_features` for entity keys (columns {join key: values}, or one dict
         per row) -> {join key or feature name: values}, None where the store has no value.
 
@@ -141,6 +173,7 @@ class OnlineFeatures:
         response = self.store.get_online_features(features=self.refs, entity_rows=entities)
         types = getattr(response, "_feature_types", {})  # what to_dict hands Feast's converter
         out: dict[str, list] = {}
+        times: dict[str, list] = {}
         for name, vector in zip(response.proto.metadata.feature_names.val, response.proto.results):
             ftype = types.get(name)
             # Feast turns string values of UUID features into uuid.UUID: leave those to it
@@ -155,7 +188,11 @@ class OnlineFeatures:
                     append(getattr(v, which))
                 else:  # lists, maps, timestamps, json, decimals, ...: Feast's own conversion
                     append(feast_value_type_to_python_type(v, ftype))
-        return out
+            view = self._view_of.get(name)
+            if view is not None and len(vector.event_timestamps) == len(values):
+                times[view] = [None if val is None else ts.seconds + ts.nanos * 1e-9
+                               for val, ts in zip(values, vector.event_timestamps)]
+        return out, times
 
     def fetch(self, entity_rows: list[dict]) -> pd.DataFrame:
         """One row per request row, with the join keys and feature columns; unknown entities come

@@ -23,6 +23,9 @@ ROLES = ("stable", "canary", "shadow")
 LABELS = ("tenant", "model", "version", "role")
 # ms-level latency: the SLO is tens of milliseconds, the benchmark target a p99 under 10 ms
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+# feature rows: a pushed row is sub-second old, a batch row up to days (the views' TTL is 30 days)
+FEATURE_AGE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0, 2 * 86400.0,
+                       7 * 86400.0, 30 * 86400.0)
 # scores are probabilities; finer bins near 0 where most scores of a rare positive class fall
 SCORE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
@@ -50,6 +53,11 @@ class ServingMetrics:
         self.score = Histogram(
             "mlplatform_prediction_score", "Predicted scores, one observation per scored row",
             LABELS, buckets=SCORE_BUCKETS, registry=registry,
+        )
+        self.feature_age = Histogram(  # per row scored with a view's row: how old that row was
+            "mlplatform_feature_age_seconds", "Age of the online feature row a scored row used: the scored "
+            "event's time (or now, without one) minus the row's event time", [*LABELS, "view"],
+            buckets=FEATURE_AGE_BUCKETS, registry=registry,
         )
         self.cold_start = Counter(  # rows scored without any feature of a view (an unseen card, terminal)
             "mlplatform_cold_start_rows", "Rows scored with every feature of a view missing (entity not in "

@@ -15,13 +15,17 @@ Cold start (policy, issue 14): every well-formed row is scored. An entity the on
 row for (never seen, or older than the view's TTL) gets its view's features as missing values, as
 training saw a card's first payment; the row's response says so (V1 `"cold_start": true` and
 `"missing": [view, ...]`; V2 a `cold_start` BOOL output and a `missing` BYTES output, the views
-per row comma-joined), and `mlplatform_cold_start_rows_total{view}` counts such rows. Malformed requests are
+per row comma-joined), and `mlplatform_cold_start_rows_total{view}` counts such rows. Every row
+scored with a view's row observes that row's age in `mlplatform_feature_age_seconds{view}`: the
+scored event's time (the tenant's `data.timestamp` request field; now without it) minus the row's
+event time, 0 when the row is newer (a replay of old events). Malformed requests are
 400. 422 is kept only for a row that cannot be scored: the model returns a non-finite score for it
 (a model that takes no missing values), named by row and missing views, never a NaN passed on.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -62,6 +66,7 @@ class TenantPredictor(ServedModel):
         # list features (bucketed state) go to the transform as lists; scalars as float64
         self._lists = {f.name for v in cfg.features.feature_views for f in v.features if f.dtype.endswith("_list")}
         self._cold_start: dict = {}  # per view, set by started()
+        self._feature_age: dict = {}  # per view, set by started()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -109,6 +114,7 @@ class TenantPredictor(ServedModel):
         self._score_metric = self.metrics.score.labels(**self._labels)
         self._online_errors = health_metrics().online_store_errors.labels(**self._labels)
         self._cold_start = {view: self.metrics.cold_start.labels(**self._labels, view=view) for view, _ in self.views}
+        self._feature_age = {view: self.metrics.feature_age.labels(**self._labels, view=view) for view, _ in self.views}
         self.monitor = PredictionMonitor.for_model(self.cfg, self.ws, mv.run_id, self._labels,
                                                    log=row_log(self.cfg, self.ws, self.role))
 
@@ -169,14 +175,19 @@ class TenantPredictor(ServedModel):
         missing: list[list[str]] = [[] for _ in range(n)]
         feats: dict[str, list] = {}
         if self.online is not None:
+            # the scored events' times (the tenant's timestamp request field; now without it): rows
+            # past a view's TTL at that time are dropped, as the offline join drops them
+            ts = self.cfg.data.timestamp
+            at = [v.timestamp() for v in cols[ts]] if ts in cols else None
             try:  # the key columns as they are: Feast takes columns, no per-row dicts
-                feats = self.online.lookup({k.name: cols[k.name] for k in self.schema.keys})
+                feats, times = self.online.lookup_at({k.name: cols[k.name] for k in self.schema.keys}, at)
             except Exception as err:
                 self._online_errors.inc()  # mlplatform_online_store_errors_total (monitoring/health.py)
                 self._reopen_online_store()
                 raise FeatureStoreUnavailable(f"online feature store unavailable: {type(err).__name__}: "
                                               f"{str(err)[:200]}") from err
             missing = self._cold_start_views(feats, n)
+            self._observe_ages(times, at)
         columns: dict[str, Any] = {}
         for spec in self.schema.specs:
             values = cols[spec.name]
@@ -212,6 +223,19 @@ class TenantPredictor(ServedModel):
             self.online = OnlineFeatures(self.cfg, self.ws)
         except Exception:  # noqa: BLE001 - keep the old one; the next request tries again
             pass
+
+    def _observe_ages(self, times: dict[str, list], at: list[float] | None) -> None:
+        """mlplatform_feature_age_seconds{view}, one observation per row the view had a row for."""
+        if not self._feature_age:
+            return
+        now = time.time()
+        for view, stamps in times.items():
+            hist = self._feature_age.get(view)
+            if hist is None:
+                continue
+            for i, t in enumerate(stamps):
+                if t is not None:
+                    hist.observe(max(0.0, (at[i] if at is not None else now) - t))
 
     def _cold_start_views(self, feats: dict[str, list], n: int) -> list[list[str]]:
         """Per row, the views with every feature missing (counted: mlplatform_cold_start_rows_total)."""
