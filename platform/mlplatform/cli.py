@@ -13,6 +13,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from mlplatform.errors import UserError
+from mlplatform.features.stream_cli import stream
 from mlplatform.monitoring.quality_cli import quality_job
 from mlplatform.report.cli import report
 from mlplatform.rollout.cluster_cli import rollout_controller
@@ -180,38 +181,7 @@ def serve(
     serve_tenant(tenant, home=home, port=port, alias=alias, role=role)
 
 
-@app.command()
-def stream(
-    tenant: Annotated[str, typer.Argument(help="tenant name or tenant file")],
-    home: HomeOpt = None,
-    consumer: Annotated[Optional[str], typer.Option(help="consumer name in the group (default: host-pid)")] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="stop after this long (default: run until stopped)")] = None,
-    metrics_port: Annotated[Optional[int], typer.Option(
-        help="Prometheus /metrics port (default: features.stream.metrics_port; 0: none)")] = None,
-) -> None:
-    """Consume the tenant's event stream (features.stream): bucket state to the online store."""
-    import os
-    import socket
-
-    from prometheus_client import start_http_server
-
-    from mlplatform.config import load_tenant
-    from mlplatform.features.stream import StreamWorker
-    from mlplatform.workspace import Workspace
-
-    from mlplatform.features.stream_metrics import lag_client, register_lag
-
-    from mlplatform.tenants import apply_env_overrides
-
-    # the deployment's stores (the chart passes them as for the predictor) and the stream's Redis
-    cfg, ws = apply_env_overrides(load_tenant(_tenant_path(tenant))), Workspace.from_env(home)
-    worker = StreamWorker(cfg, ws, consumer or f"{socket.gethostname()}-{os.getpid()}")
-    port = cfg.features.stream.metrics_port if metrics_port is None else metrics_port
-    if port:  # counters, event age, and the lag read from Redis at each scrape
-        register_lag(lag_client(worker.sc.redis_url), cfg.name, worker.stream, worker.sc.group)
-        start_http_server(port)
-    stats = worker.run(stop_after=seconds)
-    console.print(f"events {stats.events}; rows {stats.rows}; claimed {stats.claimed}")
+app.command("stream")(stream)
 
 
 @app.command()
