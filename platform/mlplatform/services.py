@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -57,6 +58,7 @@ class Auth:
 
     ini: Path
     admin_password: str = field(repr=False)
+    secret_key: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(32))  # CSRF, per run
 
     @classmethod
     def create(cls, folder: Path, environ: Mapping[str, str] = os.environ) -> "Auth":
@@ -75,7 +77,7 @@ class Auth:
     def server_env(self) -> dict[str, str]:
         from mlplatform.identity import mlflow_auth
 
-        return mlflow_auth.server_env(self.ini, self.admin_password)
+        return mlflow_auth.server_env(self.ini, self.admin_password, self.secret_key)
 
 
 def mlflow_server_command(backend_store_uri: str, artifacts_destination: Path, port: int,

@@ -62,7 +62,7 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mlflow-auth")
     auth = services.Auth.create(folder, environ={})
     with services.mlflow_server(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts", folder / "server.log",
-                                auth=auth) as url:
+                                auth=auth, timeout=600) as url:  # a loaded 2-core machine: minutes
         yield url, auth
 
 

@@ -128,7 +128,7 @@ def test_no_tenant_lists_key_names(admin, users):
     for user in users.values():
         client = redis.Redis(host=host, port=int(port), username=user.username, password=user.password)
         assert client.ping()
-        for command in (("KEYS", "*"), ("SCAN", "0"), ("SCAN", "0", "MATCH", "*t-fraud")):
+        for command in (("KEYS", "*"), ("SCAN", "0"), ("SCAN", "0", "MATCH", "*T_fraud")):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 client.execute_command(*command)
         client.close()
@@ -142,9 +142,9 @@ def test_a_bare_suffix_pattern_would_have_leaked(admin, entity, users):
     naive = f"test-{uuid.uuid4().hex[:8]}-naive"
     password = new_password()
     client.execute_command("ACL", "SETUSER", naive, "reset", "on", f">{password}", "-@all", "+hmget",
-                           f"%R~*{A}")  # matches keys ending in "fraud": t-cardfraud's too
+                           f"%R~*{A}")  # matches keys ending in "fraud": T_cardfraud's too
     try:
         assert read(B, redis_acl.RedisUser(naive, password), address, entity) == 7.0
-        assert redis_acl.feast_key_pattern(A) == "*t-fraud" and redis_acl.feast_key_pattern(B) == "*t-cardfraud"
+        assert redis_acl.feast_key_pattern(A) == "*T_fraud" and redis_acl.feast_key_pattern(B) == "*T_cardfraud"
     finally:
         client.execute_command("ACL", "DELUSER", naive)

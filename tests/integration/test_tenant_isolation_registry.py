@@ -40,7 +40,7 @@ def registry(url: str) -> SqlRegistry:
 
 def test_a_tenant_sees_only_its_own_registry(tenants):
     (a, url_a), (b, url_b) = tenants.items()
-    project_a, project_b = "t-a", "t-b"
+    project_a, project_b = "T_a", "T_b"
     reg_a, reg_b = registry(url_a), registry(url_b)
     reg_a.apply_entity(Entity(name="card", join_keys=["card_id"]), project=project_a, commit=True)
     reg_b.apply_entity(Entity(name="merchant", join_keys=["merchant_id"]), project=project_b, commit=True)

@@ -37,7 +37,7 @@ def store_config(cfg: TenantConfig, ws: Workspace) -> dict:
     else:
         registry = {"path": str(repo / "registry.db"), "cache_ttl_seconds": 60}
     return {
-        "project": redis_acl.feast_project(cfg.name),  # t-<slug>: Redis ACL patterns per tenant
+        "project": redis_acl.feast_project(cfg.name),  # T_<slug>: Redis ACL patterns per tenant
         "provider": "local",
         "registry": registry,
         "online_store": online,

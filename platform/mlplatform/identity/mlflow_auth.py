@@ -33,6 +33,9 @@ ADMIN = "admin"
 DEFAULT_PERMISSION = "NO_PERMISSIONS"
 USERNAME, PASSWORD = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"  # MLflow's own variables
 CONFIG_PATH, ADMIN_PASSWORD = "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_PASSWORD"
+# The auth app's CSRF protection refuses to start without it (auth/__init__.py,
+# get_flask_server_secret_key); every worker of a server must share it.
+SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 SERVER_ARGS = ("--app-name", "basic-auth")
 TRAINER_PERMISSION, PREDICTOR_PERMISSION = "MANAGE", "READ"
 
@@ -56,11 +59,11 @@ def write_auth_ini(path: Path, database_uri: str) -> Path:
     return path
 
 
-def server_env(ini: Path, admin_password: str) -> dict[str, str]:
+def server_env(ini: Path, admin_password: str, secret_key: str) -> dict[str, str]:
     """What `mlflow server --app-name basic-auth` needs in its environment."""
-    if not admin_password:
-        raise ValueError("the MLflow admin password is empty")
-    return {CONFIG_PATH: str(ini), ADMIN_PASSWORD: admin_password}
+    if not admin_password or not secret_key:
+        raise ValueError("the MLflow admin password and the server's secret key must not be empty")
+    return {CONFIG_PATH: str(ini), ADMIN_PASSWORD: admin_password, SECRET_KEY: secret_key}
 
 
 @dataclass(frozen=True)

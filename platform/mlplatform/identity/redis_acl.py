@@ -6,10 +6,12 @@ Feast's Redis key is the serialised entity key FOLLOWED BY the project name
 and Feast 0.67's RedisOnlineStoreConfig has no key prefix (its fields: redis_type, client,
 sentinel_master, connection_string, key_ttl_seconds, full_scan_for_deletion, skip_dedup). So the
 only pattern that selects a tenant's keys is a suffix, `*<project>`, and with project = tenant name
-`*fraud` would also match every key of `cardfraud`. The project is therefore `t-<slug>`: "-" never
-occurs in a slug (config.slug maps it to "_"), so "-" occurs in a project once, right after "t". If
-`t-<s>` were a proper suffix of `t-<o>`, the "-" would sit inside <o>: impossible. `*t-fraud` never
-matches a key ending in `t-cardfraud`. (Feast accepts "-" in a project: repo_operations.is_valid_name.)
+`*fraud` would also match every key of `cardfraud`. The project is therefore `T_<slug>`: a slug is
+lower case ([a-z0-9_], config.slug), so "T" occurs in a project once, at its start. If `T_<s>` were
+a proper suffix of `T_<o>`, that "T" would sit inside <o>: impossible. `*T_fraud` never matches a
+key ending in `T_cardfraud` (Redis matches ACL patterns case-sensitively). Feast allows letters,
+digits and "_" in a project (repo_operations.is_valid_name); "-" is refused with a SQLite online
+store (repo_config.py, _validate_project_name), so it cannot be the marker.
 
 Roles (user names "<tenant>.<role>"; "." never occurs in a tenant name):
 - reader (the predictor): %R~ on the tenant's Feast keys; HMGET/HGET/HGETALL only.
@@ -41,10 +43,10 @@ ROLES = ("reader", "writer", "stream")
 
 
 def feast_project(tenant: str) -> str:
-    """The tenant's Feast project: `t-<slug>` (see the module docstring for why)."""
+    """The tenant's Feast project: `T_<slug>` (see the module docstring for why)."""
     from mlplatform.config import slug
 
-    return f"t-{slug(tenant)}"
+    return f"T_{slug(tenant)}"
 
 
 def feast_key_pattern(tenant: str) -> str:

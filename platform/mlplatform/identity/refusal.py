@@ -51,6 +51,16 @@ def refusal_in(err: BaseException) -> BaseException | None:
     return None
 
 
+def _reason(err: BaseException) -> str:
+    """The server's words, one line. redis-py prefixes a pipeline's error with the failed command,
+    binary key included ("Command # 1 (HMGET <key>) of pipeline caused error: ..."): only the
+    error is kept, marked NOPERM as Redis marks it."""
+    text = str(err).strip()
+    if type(err).__name__ == "NoPermissionError":
+        text = "NOPERM " + text.rpartition("caused error: ")[2]
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
 def current_identity(default: str = "anonymous") -> str:
     """The MLflow identity this process acts as (MLflow's own variable)."""
     return os.environ.get("MLFLOW_TRACKING_USERNAME") or default
@@ -72,8 +82,7 @@ def refused(action: str, resource: str, identity: str | None = None) -> Iterator
         found = refusal_in(err)
         if found is None:
             raise
-        reason = str(found).strip().splitlines()[0][:300]
-        raise AccessDenied(identity or current_identity(), action, resource, reason) from err
+        raise AccessDenied(identity or current_identity(), action, resource, _reason(found)) from err
 
 
 def is_refusal(err: BaseException) -> bool:
