@@ -35,6 +35,8 @@ def test_mlflow_runs_the_basic_auth_app_with_a_generated_admin_password(cases):
     script = container["args"][0]
     assert "--app-name basic-auth" in script
     assert 'MLFLOW_AUTH_ADMIN_PASSWORD="$(cat /etc/mlflow-admin/password)"' in script
+    assert 'MLFLOW_FLASK_SERVER_SECRET_KEY="$(cat /etc/mlflow-admin/flask-secret-key)"' in script
+    assert len(base64.b64decode(secret["data"]["flask-secret-key"])) == 48
     assert {"name": "MLFLOW_AUTH_CONFIG_PATH", "value": "/etc/mlflow-auth/basic_auth.ini"} in container["env"]
     assert {"name": "mlflow-admin", "secret": {"secretName": "mlflow-admin"}} in pod["volumes"]
     default = _find(_case(cases, "mlplatform/defaults"), "Deployment", "mlflow")
