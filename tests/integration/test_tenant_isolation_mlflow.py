@@ -22,11 +22,12 @@ from mlplatform.identity.refusal import AccessDenied
 from mlplatform.registry import mlflow_registry
 from mlplatform.registry.loading import load_by_alias
 from mlplatform.rollout.controller import promote_version
-from mlplatform.training import training_set, xgboost_trainer
+from mlplatform.training import training_set
 from mlplatform.workspace import Workspace
 from tests.conftest import require, write_small_fraud_tenant
 
-pytestmark = [pytest.mark.service, pytest.mark.usefixtures("restore_tracking_uri")]
+# timeout: the server's start takes ~20 s alone, minutes on a machine shared with other test runs
+pytestmark = [pytest.mark.service, pytest.mark.usefixtures("restore_tracking_uri"), pytest.mark.timeout(1800)]
 A, B = "fraud", "cardfraud"  # one name the suffix of the other
 LINEAGE = {"trainer": "mlplatform.training.xgboost_trainer:trainer"}
 
@@ -34,6 +35,7 @@ LINEAGE = {"trainer": "mlplatform.training.xgboost_trainer:trainer"}
 def _log_model(url: str, creds, experiment_id: str) -> tuple[str, str]:
     """As `creds`: a run in the experiment with a small real model; (run_id, model_uri)."""
     import mlflow
+    import mlflow.xgboost
     import numpy as np
     import xgboost
 
@@ -44,7 +46,8 @@ def _log_model(url: str, creds, experiment_id: str) -> tuple[str, str]:
     try:
         with as_user(creds), mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.log_metrics({"pr_auc": 0.9, "roc_auc": 0.9})
-            info = xgboost_trainer.log_model(model, None, None)
+            # the platform's flavour and format; fixed requirements skip MLflow's inference subprocess
+            info = mlflow.xgboost.log_model(model, name="model", model_format="ubj", pip_requirements=["xgboost"])
             mlflow.log_text("rows", f"{training_set.ARTIFACT}/note.txt")
     finally:  # this module-scoped set-up must not leave the server as the process's tracking URI
         mlflow.set_tracking_uri(before)
