@@ -25,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlplatform.config import load_tenant
+from mlplatform.identity.access import Onboarding
 from mlplatform.processes import free_port, running
 from mlplatform.steps import STEPS
 from mlplatform.tenants import apply_env_overrides
@@ -167,14 +168,21 @@ def run_demo(tenant_files: list[Path], ws: Workspace, runs: Path, data_args: dic
 
     services.require_reachable(services.Services.from_env())  # before anything is written
     run_dir = new_run_dir(runs)
-    console.print("services profile: starting mlflow server (its backend store in PostgreSQL)")
-    with services.profile(ws.home, run_dir / "mlflow-server.log") as settings:
+    console.print("services profile: starting mlflow server (basic auth; its backend store in PostgreSQL)")
+    auth = services.Auth.create(run_dir)  # the admin password from MLPLATFORM_SERVICES_MLFLOW_ADMIN_PASSWORD
+    with services.profile(ws.home, run_dir / "mlflow-server.log", auth=auth) as settings:
         console.print("services profile: " + ", ".join(f"{k}={v}" for k, v in settings.items()), markup=False)
-        return _run_tenants(tenant_files, ws, run_dir, runs, data_args, console, profile)
+        access = Onboarding(settings[services.TRACKING], auth.admin, services.redis_admin(),
+                            registry_admin_url=settings[services.REGISTRY])
+        try:
+            return _run_tenants(tenant_files, ws, run_dir, runs, data_args, console, profile, access)
+        finally:
+            access.close()
 
 
 def _run_tenants(tenant_files: list[Path], ws: Workspace, run_dir: Path, runs: Path, data_args: dict[str, Any],
-                 console: Console, profile: str) -> dict:
+                 console: Console, profile: str, access: Onboarding | None = None) -> dict:
+    """`access`: run each tenant's pipeline as its trainer and its server as its predictor."""
     from mlplatform.tasks import task_for
 
     started = time.monotonic()
@@ -186,8 +194,10 @@ def _run_tenants(tenant_files: list[Path], ws: Workspace, run_dir: Path, runs: P
         run_id = f"demo-{run_dir.name.lower()}"
         console.rule(f"[bold]{cfg.name}")
         wall: dict[str, float] = {}
-        run_pipeline(console, tenant_file, ws, run_id, run_dir, wall)
-        with console.status(f"{cfg.name}: serving alias '{escape(cfg.serving.model_alias)}' and sending a smoke batch"):
+        with access.trainer(cfg.name) if access else contextlib.nullcontext():
+            run_pipeline(console, tenant_file, ws, run_id, run_dir, wall)
+        with (access.predictor(cfg.name) if access else contextlib.nullcontext(),
+              console.status(f"{cfg.name}: serving alias '{escape(cfg.serving.model_alias)}' and sending a smoke batch")):
             t0 = time.monotonic()
             with model_server(tenant_file, ws, run_dir / f"{cfg.name}-server.log") as base:
                 smoke = task_for(cfg).smoke_test(cfg, ws, base, cfg.serving.smoke_requests)

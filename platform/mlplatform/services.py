@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TRACKING = "MLFLOW_TRACKING_URI"  # MLflow's own variable: a server URL (cluster, services) or a database
@@ -48,8 +49,42 @@ class Services:
         return {TRACKING: tracking_uri, ONLINE_STORE: "redis", REDIS: self.redis, REGISTRY: self.postgres}
 
 
+ADMIN_PASSWORD = "MLPLATFORM_SERVICES_MLFLOW_ADMIN_PASSWORD"  # the services profile's MLflow admin
+
+
+@dataclass(frozen=True)
+class Auth:
+    """MLflow's basic-auth app for a server (identity/mlflow_auth.py): its ini (no password in it)
+    and the admin's credentials, the password from ADMIN_PASSWORD or, when unset, new for this run
+    (the auth database is this run's own: the admin is created with it at the server's first start)."""
+
+    ini: Path
+    admin_password: str = field(repr=False)
+    secret_key: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(32))  # CSRF, per run
+
+    @classmethod
+    def create(cls, folder: Path, environ: Mapping[str, str] = os.environ) -> "Auth":
+        from mlplatform.identity import mlflow_auth
+
+        folder = Path(folder)
+        ini = mlflow_auth.write_auth_ini(folder / "mlflow-auth.ini", f"sqlite:///{folder / 'mlflow-auth.db'}")
+        return cls(ini, environ.get(ADMIN_PASSWORD) or mlflow_auth.new_password())
+
+    @property
+    def admin(self):
+        from mlplatform.identity.mlflow_auth import ADMIN, Credentials
+
+        return Credentials(ADMIN, self.admin_password)
+
+    def server_env(self) -> dict[str, str]:
+        from mlplatform.identity import mlflow_auth
+
+        return mlflow_auth.server_env(self.ini, self.admin_password, self.secret_key)
+
+
 def mlflow_server_command(backend_store_uri: str, artifacts_destination: Path, port: int,
-                          host: str = "127.0.0.1", allowed_hosts: Sequence[str] = ()) -> list[str]:
+                          host: str = "127.0.0.1", allowed_hosts: Sequence[str] = (),
+                          auth: bool = False) -> list[str]:
     """`mlflow server` serving artifacts (its default): clients get `mlflow-artifacts:` URIs and
     upload and download through the server, which alone writes `artifacts_destination`.
 
@@ -62,20 +97,37 @@ def mlflow_server_command(backend_store_uri: str, artifacts_destination: Path, p
            "--workers", "1"]
     if allowed_hosts:
         cmd += ["--allowed-hosts", ",".join([*allowed_hosts, "localhost:*", "127.0.0.1:*"])]
+    if auth:
+        from mlplatform.identity.mlflow_auth import SERVER_ARGS
+
+        cmd += list(SERVER_ARGS)
     return cmd
 
 
 @contextlib.contextmanager
 def mlflow_server(backend_store_uri: str, artifacts_destination: Path, log: Path,
-                  timeout: float = 120, allowed_hosts: Sequence[str] = ()) -> Iterator[str]:
-    """A running `mlflow server` on a free port; yields its URL."""
+                  timeout: float = 120, allowed_hosts: Sequence[str] = (), auth: Auth | None = None) -> Iterator[str]:
+    """A running `mlflow server` on a free port (with `auth`: the basic-auth app); yields its URL."""
     from mlplatform.processes import free_port, running
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    cmd = mlflow_server_command(backend_store_uri, artifacts_destination, port, allowed_hosts=allowed_hosts)
+    env |= auth.server_env() if auth else {}
+    cmd = mlflow_server_command(backend_store_uri, artifacts_destination, port, allowed_hosts=allowed_hosts,
+                                auth=auth is not None)
     with running(cmd, f"http://127.0.0.1:{port}/health", log, timeout=timeout, name="mlflow server", env=env):
         yield f"http://127.0.0.1:{port}"
+
+
+REDIS_ADMIN_PASSWORD = "MLPLATFORM_SERVICES_REDIS_PASSWORD"  # the default user's, when Redis has one
+
+
+def redis_admin(services: "Services | None" = None, environ: Mapping[str, str] = os.environ):
+    """A redis-py client as Redis's default user: it creates the tenants' ACL users (redis_acl.py)."""
+    import redis
+
+    host, _, port = (services or Services.from_env()).redis.rpartition(":")
+    return redis.Redis(host=host, port=int(port), password=environ.get(REDIS_ADMIN_PASSWORD) or None)
 
 
 def reachable(address: str, timeout: float = 1.0) -> bool:
@@ -109,16 +161,18 @@ def require_reachable(services: Services) -> None:
 
 @contextlib.contextmanager
 def profile(home: Path, log: Path, services: Services | None = None,
-            allowed_hosts: Sequence[str] = ()) -> Iterator[dict[str, str]]:
+            allowed_hosts: Sequence[str] = (), auth: Auth | None = None) -> Iterator[dict[str, str]]:
     """The services profile for everything started inside: a real `mlflow server` (backend store in
     PostgreSQL, artifacts under <home>/mlflow-server-artifacts, the server's own disk as the chart's
     PVC is), and this process's environment set to the SETTINGS its children inherit (kfp.local's
     task subprocesses, the model server), restored on exit. Yields those settings.
-    `allowed_hosts`: other names the server answers to (see mlflow_server_command)."""
+    `allowed_hosts`: other names the server answers to (see mlflow_server_command).
+    `auth`: the server runs MLflow's basic-auth app; callers onboard each tenant
+    (identity.mlflow_auth.onboard) and act as its users."""
     services = services or Services.from_env()
     require_reachable(services)
     with mlflow_server(services.postgres, Path(home) / "mlflow-server-artifacts", log,
-                       allowed_hosts=allowed_hosts) as url:
+                       allowed_hosts=allowed_hosts, auth=auth) as url:
         env = services.env(url)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)

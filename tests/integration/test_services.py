@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.config import load_tenant, slug
+from mlplatform.config import load_tenant
+from mlplatform.identity.redis_acl import feast_project
 from mlplatform.workspace import Workspace
 from tests.conftest import require, write_small_fraud_tenant
 
@@ -138,7 +139,7 @@ def test_feast_redis_online_store_serves_what_sqlite_serves(tmp_path):
         **{"features.online_store": {"type": "redis", "connection_string": REDIS}},
     ))
     ws = Workspace(tmp_path / "home")
-    project = slug(redis_cfg.name)
+    project = feast_project(redis_cfg.name)  # Feast keys end with it (identity/redis_acl.py)
     client = redis.Redis(host=host, port=int(port))
     assert _redis_keys(client, project) == []
 

@@ -3,11 +3,13 @@ the objects from the tenant file (so the `feast` CLI works in that folder too)."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
 
-from mlplatform.config import TenantConfig, slug
+from mlplatform.config import TenantConfig
+from mlplatform.identity import redis_acl
 from mlplatform.workspace import Workspace
 
 DEFINITIONS = '''\
@@ -25,8 +27,9 @@ globals().update({{obj.name: obj for obj in _objects}})  # the feast CLI collect
 def store_config(cfg: TenantConfig, ws: Workspace) -> dict:
     repo = ws.feature_repo(cfg.name)
     feats = cfg.features
-    if feats.online_store.type == "redis":
-        online = {"type": "redis", "connection_string": feats.online_store.connection_string or "localhost:6379"}
+    if feats.online_store.type == "redis":  # credentials, when given, by name only (redis_acl.py)
+        online = {"type": "redis", "connection_string": (feats.online_store.connection_string or "localhost:6379")
+                  + redis_acl.credentials_suffix(os.environ)}
     else:
         online = {"type": "sqlite", "path": str(repo / "online_store.db")}
     if feats.registry.type == "sql":
@@ -34,7 +37,7 @@ def store_config(cfg: TenantConfig, ws: Workspace) -> dict:
     else:
         registry = {"path": str(repo / "registry.db"), "cache_ttl_seconds": 60}
     return {
-        "project": slug(cfg.name),
+        "project": redis_acl.feast_project(cfg.name),  # T_<slug>: Redis ACL patterns per tenant
         "provider": "local",
         "registry": registry,
         "online_store": online,

@@ -19,6 +19,7 @@ from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 
 from mlplatform.config import TenantConfig
+from mlplatform.identity.refusal import redis_identity, refused
 from mlplatform.data.ingest import load_table
 from mlplatform.features.definitions import EVENT_TIMESTAMP, feast_objects
 from mlplatform.features.repo import write_repo
@@ -86,7 +87,8 @@ def materialize(cfg: TenantConfig, ws: Workspace, end: datetime | None = None) -
     store = open_store(cfg, ws)
     end = end or datetime.now(timezone.utc)
     longest_ttl = max(v.ttl_days for v in cfg.features.feature_views)
-    store.materialize(start_date=end - timedelta(days=longest_ttl), end_date=end)
+    with refused("write", f"the online features of tenant {cfg.name!r}", redis_identity()):
+        store.materialize(start_date=end - timedelta(days=longest_ttl), end_date=end)
     return store
 
 
@@ -170,7 +172,8 @@ class OnlineFeatures:
         converted from the response proto directly: to_dict runs Feast's generic value converter per
         value, a third of a 200-entity lookup; scalar values need only the proto's oneof field.
         Columns as input skip Feast's rows-to-columns pass."""
-        response = self.store.get_online_features(features=self.refs, entity_rows=entities)
+        with refused("read", f"the online features of tenant {self.cfg.name!r}", redis_identity()):
+            response = self.store.get_online_features(features=self.refs, entity_rows=entities)
         types = getattr(response, "_feature_types", {})  # what to_dict hands Feast's converter
         out: dict[str, list] = {}
         times: dict[str, list] = {}

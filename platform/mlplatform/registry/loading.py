@@ -8,6 +8,7 @@ from typing import Any
 from mlplatform.config import TenantConfig
 from mlplatform.contracts import Trainer
 from mlplatform.errors import UserError
+from mlplatform.identity.refusal import AccessDenied, current_identity, is_refusal
 from mlplatform.registry.mlflow_registry import connect
 from mlplatform.training.trainers import resolve_trainer
 from mlplatform.workspace import Workspace
@@ -27,6 +28,9 @@ def load_by_alias(cfg: TenantConfig, ws: Workspace, alias: str) -> tuple[Any, Tr
     try:
         mv = connect(ws).get_model_version_by_alias(name, alias)
     except MlflowException as err:
+        if is_refusal(err):
+            raise AccessDenied(current_identity(), "read", f"registered model {name!r}",
+                               err.message.splitlines()[0]) from None
         raise ModelLoadError(f"cannot serve {name!r}: MLflow ({ws.mlflow_uri}) has no version with alias "
                              f"{alias!r} of registered model {name!r} ({err.message.splitlines()[0]})") from None
     dotted = dict(mv.tags).get("trainer") or cfg.model.trainer

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 import mlplatform
 from mlplatform.config import TenantConfig
+from mlplatform.identity.refusal import is_refusal, refused
 from mlplatform.registry import champion_eval
 from mlplatform.registry.gate import Decision, evaluate_gate
 from mlplatform.workspace import Workspace
@@ -73,15 +74,20 @@ def artifact_location(cfg: TenantConfig, ws: Workspace) -> str | None:
 
 
 def experiment_id(cfg: TenantConfig, ws: Workspace) -> str:
+    """The tenant's experiment, created when missing (with basic auth the admin created it at
+    onboarding: identity/mlflow_auth.py). A refusal is AccessDenied."""
     client = connect(ws)
-    exp = client.get_experiment_by_name(cfg.name)
-    if exp is not None:
-        return exp.experiment_id
-    location = artifact_location(cfg, ws)
-    try:
-        return client.create_experiment(cfg.name, artifact_location=location, tags={"tenant": cfg.name})
-    except MlflowException:  # created concurrently
-        return client.get_experiment_by_name(cfg.name).experiment_id
+    with refused("use", f"experiment {cfg.name!r}"):
+        exp = client.get_experiment_by_name(cfg.name)
+        if exp is not None:
+            return exp.experiment_id
+        location = artifact_location(cfg, ws)
+        try:
+            return client.create_experiment(cfg.name, artifact_location=location, tags={"tenant": cfg.name})
+        except MlflowException as err:  # created concurrently
+            if is_refusal(err):
+                raise
+            return client.get_experiment_by_name(cfg.name).experiment_id
 
 
 def code_version() -> str:
@@ -116,9 +122,13 @@ def version_metrics(client: MlflowClient, name: str, version: str) -> dict[str, 
 
 
 def champion_version(client: MlflowClient, name: str):
+    """The champion's version, None when there is none; a refusal is raised (read as "no champion"
+    it would make the next version champion without a gate)."""
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+    except MlflowException as err:
+        if is_refusal(err):
+            raise
         return None
 
 
@@ -140,11 +150,18 @@ def register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, line
     gate (absolute minimums, and no regression beyond tolerance against the champion, scored on the
     same validation rows when the training run did so: champion_eval.py).
     """
+    with refused("register a version of", f"registered model {cfg.name!r}"):
+        return _register(cfg, ws, run_id, model_uri, lineage)
+
+
+def _register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, lineage: dict[str, str]) -> Registered:
     client = connect(ws)
     name = cfg.name
     try:
         client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as err:
+        if is_refusal(err):
+            raise
         client.create_registered_model(name, tags={"tenant": name}, description=cfg.description)
     mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in lineage.items()})
     version = str(mv.version)

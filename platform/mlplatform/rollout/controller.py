@@ -20,6 +20,7 @@ from typing import Callable
 from mlflow.exceptions import MlflowException
 
 from mlplatform.config import TenantConfig
+from mlplatform.identity.refusal import is_refusal, refused
 from mlplatform.registry import champion_eval
 from mlplatform.registry.mlflow_registry import CHALLENGER, CHAMPION, connect
 from mlplatform.rollout.analysis import CheckResult, decide, evaluate
@@ -34,12 +35,19 @@ StepCallback = Callable[[RolloutState, dict], None]  # (state, the step just rec
 def _alias_version(client, tenant: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(tenant, alias).version)
-    except MlflowException:
+    except MlflowException as err:
+        if is_refusal(err):  # not "no alias": the caller may not read this model
+            raise
         return None
 
 
 def promote_version(ws: Workspace, tenant: str, version: str) -> None:
-    """Idempotent: champion -> version, challenger alias gone, tags set."""
+    """Idempotent: champion -> version, challenger alias gone, tags set. A refusal: AccessDenied."""
+    with refused("move the aliases of", f"registered model {tenant!r}"):
+        _promote(ws, tenant, version)
+
+
+def _promote(ws: Workspace, tenant: str, version: str) -> None:
     client = connect(ws)
     old = _alias_version(client, tenant, CHAMPION)
     if old != version:
@@ -54,6 +62,11 @@ def promote_version(ws: Workspace, tenant: str, version: str) -> None:
 
 def reject_version(ws: Workspace, tenant: str, version: str, reason: str) -> None:
     """Idempotent: challenger alias removed (when it still names version), reason tagged."""
+    with refused("move the aliases of", f"registered model {tenant!r}"):
+        _reject(ws, tenant, version, reason)
+
+
+def _reject(ws: Workspace, tenant: str, version: str, reason: str) -> None:
     client = connect(ws)
     if _alias_version(client, tenant, CHALLENGER) == version:
         client.delete_registered_model_alias(tenant, CHALLENGER)

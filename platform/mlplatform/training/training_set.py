@@ -81,12 +81,18 @@ def download(tracking_uri: str, run_id: str) -> TrainingSet:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from mlplatform.identity.refusal import is_refusal, refused
+
     scratch = Path(tempfile.mkdtemp(prefix="mlplatform-training-set-"))
-    try:
-        folder = Path(download_artifacts(run_id=run_id, artifact_path=ARTIFACT, dst_path=str(scratch),
-                                         tracking_uri=tracking_uri))
-        if any(f.path == INDEX for f in MlflowClient(tracking_uri).list_artifacts(run_id)):
-            download_artifacts(run_id=run_id, artifact_path=INDEX, dst_path=str(folder), tracking_uri=tracking_uri)
-    except MlflowException as err:
-        raise FileNotFoundError(f"MLflow run {run_id}: cannot download its {ARTIFACT!r}: {err}") from None
+    with refused("read the artifacts of", f"MLflow run {run_id}"):  # another tenant's run: AccessDenied
+        try:
+            folder = Path(download_artifacts(run_id=run_id, artifact_path=ARTIFACT, dst_path=str(scratch),
+                                             tracking_uri=tracking_uri))
+            if any(f.path == INDEX for f in MlflowClient(tracking_uri).list_artifacts(run_id)):
+                download_artifacts(run_id=run_id, artifact_path=INDEX, dst_path=str(folder),
+                                   tracking_uri=tracking_uri)
+        except MlflowException as err:
+            if is_refusal(err):
+                raise
+            raise FileNotFoundError(f"MLflow run {run_id}: cannot download its {ARTIFACT!r}: {err}") from None
     return TrainingSet.load(folder)
