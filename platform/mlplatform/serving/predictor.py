@@ -22,6 +22,7 @@ per row comma-joined), and `mlplatform_cold_start_rows_total{view}` counts such 
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -35,6 +36,9 @@ from mlplatform.registry.loading import ModelLoadError
 from mlplatform.serving.fast_path import COLUMN_DTYPES, matrix_scorer, same_scores, utc_datetime64, utc_index
 from mlplatform.serving.inputs import RequestSchema
 from mlplatform.serving.served_model import ServedModel
+
+
+REOPEN_SECONDS = 1.0
 
 
 class FeatureStoreUnavailable(RuntimeError):
@@ -52,6 +56,9 @@ class UnknownEntity(InvalidInput):
 class TenantPredictor(ServedModel):
     """The predictor of `task: binary_classification` (mlplatform.tasks.classification)."""
 
+    ERROR_STATUSES = {422: "a row the model gives no score for (UnknownEntity)",
+                      503: "the online feature store is unavailable (FeatureStoreUnavailable); retry"}
+
     def __init__(self, cfg, ws, **kwargs):
         super().__init__(cfg, ws, **kwargs)
         self.schema = RequestSchema(cfg)
@@ -62,6 +69,7 @@ class TenantPredictor(ServedModel):
         # list features (bucketed state) go to the transform as lists; scalars as float64
         self._lists = {f.name for v in cfg.features.feature_views for f in v.features if f.dtype.endswith("_list")}
         self._cold_start: dict = {}  # per view, set by started()
+        self._reopened_at = float("-inf")  # monotonic time of the last reopen of the online store
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -116,6 +124,9 @@ class TenantPredictor(ServedModel):
 
     def get_input_types(self) -> list[dict]:
         return self.schema.input_types()
+
+    def request_schemas(self) -> dict[str, dict]:
+        return self.schema.json_schemas()
 
     def get_output_types(self) -> list[dict]:
         return [{"name": "score", "datatype": "FP64", "shape": [-1]},
@@ -205,9 +216,15 @@ class TenantPredictor(ServedModel):
 
     def _reopen_online_store(self) -> None:
         """A fresh store object (the SQLite store keeps its connection open, so a replaced database
-        file would never be seen again); failures here surface on the next request."""
+        file would never be seen again); failures here surface on the next request. At most once a
+        second: opening a store rewrites its repo files and reads Feast's registry, on the event
+        loop, and an outage fails every request (100 a second under load)."""
         from mlplatform.features.store import OnlineFeatures
 
+        now = time.monotonic()
+        if now - self._reopened_at < REOPEN_SECONDS:
+            return
+        self._reopened_at = now
         try:
             self.online = OnlineFeatures(self.cfg, self.ws)
         except Exception:  # noqa: BLE001 - keep the old one; the next request tries again
