@@ -144,7 +144,7 @@ class PrivateMlflow:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 300) -> None:  # generous: a busy CI machine
         from mlplatform.processes import wait_ready
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
