@@ -40,6 +40,9 @@ class LoadResult:
     statuses: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     first_errors: list[str] = field(default_factory=list)
+    # per request when asked for (record=True): (index, scheduled start in s from the run's start,
+    # latency ms, status (0: no answer), response body)
+    events: list[tuple[int, float, float, int, bytes]] = field(default_factory=list)
 
     def summary(self) -> dict:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.asarray([np.nan])
@@ -135,7 +138,7 @@ def _dechunk(buffer: bytearray, pos: int) -> tuple[bytes | None, int]:
 
 
 async def _run(url: str, bodies: list[bytes], rate: float, seconds: float, timeout: float,
-               max_in_flight: int) -> LoadResult:
+               max_in_flight: int, stop=None, request_ids: str | None = None, record: bool = False) -> LoadResult:
     check_local(url)
     parsed = urlparse(url)
     host, port = parsed.hostname, parsed.port or 80
@@ -143,6 +146,12 @@ async def _run(url: str, bodies: list[bytes], rate: float, seconds: float, timeo
     head = (f"POST {path} HTTP/1.1\r\nHost: {parsed.netloc}\r\ncontent-type: application/json\r\n"
             f"accept: */*\r\n").encode()
     requests = [head + b"content-length: %d\r\n\r\n" % len(b) + b for b in bodies]  # built once per body
+
+    def request(i: int) -> bytes:
+        body = bodies[i % len(bodies)]
+        if request_ids is None:
+            return requests[i % len(requests)]
+        return head + b"x-request-id: %s%d\r\ncontent-length: %d\r\n\r\n" % (request_ids.encode(), i, len(body)) + body
 
     loop = asyncio.get_running_loop()
     result = LoadResult(rate, seconds)
@@ -161,16 +170,18 @@ async def _run(url: str, bodies: list[bytes], rate: float, seconds: float, timeo
                         conn = None
                 if conn is None:
                     _, conn = await asyncio.wait_for(loop.create_connection(_Connection, host, port), timeout)
-                status, body = await asyncio.wait_for(conn.send(requests[i % len(requests)]), timeout)
+                status, body = await asyncio.wait_for(conn.send(request(i)), timeout)
                 text = body[:200].decode("utf-8", "replace") if status >= 400 else ""
             except (OSError, asyncio.TimeoutError, ValueError) as err:
-                status, text = 0, f"{type(err).__name__}: {err}"
+                status, text, body = 0, f"{type(err).__name__}: {err}", b""
                 if conn is not None:
                     conn.closed = True
                     conn.transport.close()
             if conn is not None and not conn.closed:
                 idle.append(conn)
         result.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
+        if record:
+            result.events.append((i, scheduled - start, result.latencies_ms[-1], status, body))
         result.statuses[status] += 1
         if 200 <= status < 300:
             result.ok += 1
@@ -183,6 +194,8 @@ async def _run(url: str, bodies: list[bytes], rate: float, seconds: float, timeo
     start = time.perf_counter()
     try:
         for i in range(total):
+            if stop is not None and stop.is_set():
+                break
             scheduled = start + i * interval
             delay = scheduled - time.perf_counter()
             if delay > 0:
@@ -198,6 +211,9 @@ async def _run(url: str, bodies: list[bytes], rate: float, seconds: float, timeo
 
 
 def fixed_rate(url: str, bodies: list[bytes], rate: float, seconds: float, *, timeout: float = 10.0,
-               max_in_flight: int = 64) -> LoadResult:
-    """POST bodies (round robin) to url at `rate` requests/s for `seconds`; bounded in count and time."""
-    return asyncio.run(_run(url, bodies, rate, seconds, timeout, max_in_flight))
+               max_in_flight: int = 64, stop=None, request_ids: str | None = None,
+               record: bool = False) -> LoadResult:
+    """POST bodies (round robin) to url at `rate` requests/s for `seconds`; bounded in count and time.
+    `stop` (a threading.Event): no further requests once set; `request_ids`: each request carries
+    `X-Request-ID: <request_ids><index>`; `record`: keep every request's outcome in `events`."""
+    return asyncio.run(_run(url, bodies, rate, seconds, timeout, max_in_flight, stop, request_ids, record))

@@ -158,3 +158,49 @@ def test_middleware_counts_statuses_and_unhandled_errors_of_inference_routes_onl
     assert metrics.requests.labels(**labels, status="400")._value.get() == 1
     assert metrics.requests.labels(**labels, status="200")._value.get() == 1
     assert metrics.requests.labels(**labels, status="500")._value.get() == 1
+
+
+# --- the request bodies the served OpenAPI document describes (serving/openapi.py) ------------
+
+
+def test_documented_bodies_accept_what_the_validator_accepts_and_reject_what_it_rejects(schema):
+    """The JSON Schemas are checked with a real validator (jsonschema, draft 2020-12, as OpenAPI 3.1
+    uses) against the requests RequestSchema takes and refuses."""
+    from jsonschema import Draft202012Validator
+
+    v1, v2 = (Draft202012Validator(s) for s in (schema.json_schemas()[k] for k in ("v1", "v2")))
+    good = {"instances": [{**GOOD, "tx_datetime": "2024-05-04T23:30:00Z"}]}
+    assert v1.is_valid(good) and schema.from_v1(good)
+    for bad in ({"instances": []}, {"instances": [{**GOOD, "amount": -1}]}, {"rows": [GOOD]},
+                {"instances": [{**GOOD, "tx_datetime": "9999-01-01T00:00:00Z"}]},
+                {"instances": [{k: v for k, v in GOOD.items() if k != "amount"}]}):
+        assert not v1.is_valid(bad), bad
+        with pytest.raises(InvalidInput):
+            schema.from_v1(bad)
+    body = {"inputs": [{"name": s.name, "datatype": {"int": "INT64", "float": "FP64"}.get(s.type, "BYTES"),
+                        "shape": [1], "data": [{**GOOD, "tx_datetime": "2024-05-04T23:30:00Z"}[s.name]]}
+                       for s in schema.specs]}
+    assert v2.is_valid(body)
+    extra = {"inputs": body["inputs"] + [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}]}
+    assert not v2.is_valid(extra)
+
+
+def test_v2_unknown_or_repeated_inputs_are_rejected(schema):
+    inputs = [InferInput(s.name, [1], {"int": "INT64", "float": "FP64"}.get(s.type, "BYTES"), [GOOD[s.name]])
+              for s in schema.specs]
+    for more in ([InferInput("x", [1], "FP64", [1.0])], [inputs[0]]):
+        with pytest.raises(InvalidInput, match="unknown or repeated"):
+            schema.from_v2(InferRequest("fraud", inputs + more))
+
+
+def test_number_beyond_float_range_is_a_400(schema):
+    with pytest.raises(InvalidInput, match="beyond the range"):
+        schema.from_v1({"instances": [{**GOOD, "amount": 10**400}]})
+
+
+def test_redis_online_store_has_timeouts_unless_given():
+    from mlplatform.features.repo import with_timeouts
+
+    assert with_timeouts("r:6379,db=1") == "r:6379,db=1,socket_connect_timeout=1,socket_timeout=2"
+    assert "socket_timeout=9" in with_timeouts("r:6379,socket_timeout=9")
+    assert with_timeouts("r:6379,socket_timeout=9").count("socket_timeout=") == 1

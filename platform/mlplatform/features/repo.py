@@ -24,11 +24,24 @@ globals().update({{obj.name: obj for obj in _objects}})  # the feast CLI collect
 '''
 
 
+# The online store is on the request path: a Redis that is down or stalled fails a lookup (503,
+# serving/predictor.py) within these many seconds instead of holding the request (redis-py's
+# defaults wait forever). Feast passes connection-string options to redis.Redis as keyword
+# arguments (feast/infra/online_stores/redis.py, _parse_connection_string); given ones win.
+REDIS_TIMEOUTS = {"socket_connect_timeout": 1, "socket_timeout": 2}
+
+
+def with_timeouts(connection_string: str) -> str:
+    given = {part.split("=", 1)[0] for part in connection_string.split(",") if "=" in part}
+    return ",".join([connection_string, *(f"{k}={v}" for k, v in REDIS_TIMEOUTS.items() if k not in given)])
+
+
 def store_config(cfg: TenantConfig, ws: Workspace) -> dict:
     repo = ws.feature_repo(cfg.name)
     feats = cfg.features
     if feats.online_store.type == "redis":  # credentials, when given, by name only (redis_acl.py)
-        online = {"type": "redis", "connection_string": (feats.online_store.connection_string or "localhost:6379")
+        online = {"type": "redis", "connection_string": with_timeouts(feats.online_store.connection_string
+                                                                      or "localhost:6379")
                   + redis_acl.credentials_suffix(os.environ)}
     else:
         online = {"type": "sqlite", "path": str(repo / "online_store.db")}

@@ -9,7 +9,7 @@ from mlplatform.config import TenantConfig
 from mlplatform.contracts import Trainer
 from mlplatform.errors import UserError
 from mlplatform.identity.refusal import AccessDenied, current_identity, is_refusal
-from mlplatform.registry.mlflow_registry import connect
+from mlplatform.registry.mlflow_registry import connect, unavailable, unavailable_message
 from mlplatform.training.trainers import resolve_trainer
 from mlplatform.workspace import Workspace
 
@@ -31,6 +31,8 @@ def load_by_alias(cfg: TenantConfig, ws: Workspace, alias: str) -> tuple[Any, Tr
         if is_refusal(err):
             raise AccessDenied(current_identity(), "read", f"registered model {name!r}",
                                err.message.splitlines()[0]) from None
+        if unavailable(err):  # a server or database down is not "no such alias"
+            raise ModelLoadError(f"cannot serve {name!r}: {unavailable_message(ws, err)}") from None
         raise ModelLoadError(f"cannot serve {name!r}: MLflow ({ws.mlflow_uri}) has no version with alias "
                              f"{alias!r} of registered model {name!r} ({err.message.splitlines()[0]})") from None
     dotted = dict(mv.tags).get("trainer") or cfg.model.trainer

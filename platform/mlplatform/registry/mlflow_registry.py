@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 import mlplatform
 from mlplatform.config import TenantConfig
+from mlplatform.errors import UserError
 from mlplatform.identity.refusal import is_refusal, refused
 from mlplatform.registry import champion_eval
 from mlplatform.registry.gate import Decision, evaluate_gate
@@ -53,6 +54,25 @@ def isolated_tracking_env() -> Iterator[None]:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+# MLflow's codes for "the server or its database failed", as opposed to "no such model/alias"
+# (mlflow/utils/rest_utils.py: a refused connection or a non-JSON 5xx is INTERNAL_ERROR)
+UNAVAILABLE_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+
+
+class RegistryUnavailable(RuntimeError, UserError):
+    """The MLflow registry (its server, or the database behind it) failed a call: retry later;
+    versions are never overwritten, so re-running a step is safe."""
+
+
+def unavailable(err: MlflowException) -> bool:
+    return getattr(err, "error_code", None) in UNAVAILABLE_CODES
+
+
+def unavailable_message(ws: Workspace, err: MlflowException) -> str:
+    first = (getattr(err, "message", None) or str(err)).splitlines()[0][:300]
+    return f"the MLflow registry at {ws.mlflow_uri} is unavailable ({first})"
 
 
 def through_server(tracking_uri: str) -> bool:
@@ -127,7 +147,8 @@ def champion_version(client: MlflowClient, name: str):
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as err:
-        if is_refusal(err):
+        # refused or unavailable is not "no champion": that would make the candidate champion
+        if is_refusal(err) or unavailable(err):
             raise
         return None
 
@@ -145,13 +166,21 @@ def recorded_reason(run_metrics: dict[str, float], run_tags: dict[str, str], cha
 
 def register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, lineage: dict[str, str]) -> Registered:
     """Register the run's model as a new version, tag its lineage, and apply the promotion gate.
+    RegistryUnavailable when MLflow (or its database) fails on the way: nothing is promoted then
+    unless the alias was already set, and re-running registers a further version.
 
     The first version ever becomes `champion`. Later ones become `challenger` when they pass the
     gate (absolute minimums, and no regression beyond tolerance against the champion, scored on the
     same validation rows when the training run did so: champion_eval.py).
     """
     with refused("register a version of", f"registered model {cfg.name!r}"):
-        return _register(cfg, ws, run_id, model_uri, lineage)
+        try:
+            return _register(cfg, ws, run_id, model_uri, lineage)
+        except MlflowException as err:
+            if unavailable(err):
+                raise RegistryUnavailable(f"cannot register {cfg.name!r} (run {run_id}): "
+                                          f"{unavailable_message(ws, err)}; re-run the register step when it is back") from err
+            raise
 
 
 def _register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, lineage: dict[str, str]) -> Registered:
@@ -160,7 +189,7 @@ def _register(cfg: TenantConfig, ws: Workspace, run_id: str, model_uri: str, lin
     try:
         client.get_registered_model(name)
     except MlflowException as err:
-        if is_refusal(err):
+        if is_refusal(err) or unavailable(err):
             raise
         client.create_registered_model(name, tags={"tenant": name}, description=cfg.description)
     mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in lineage.items()})

@@ -43,6 +43,10 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # the range of datetime64[ns] (pandas Timestamp), with a margin
 DATETIME_MIN = datetime(1678, 1, 1, tzinfo=timezone.utc)
 DATETIME_MAX = datetime(2261, 12, 31, tzinfo=timezone.utc)
+# what _parse_datetime accepts within DATETIME_MIN..MAX (a subset: years 1700-2199, days 1-28), as a
+# JSON Schema pattern for the served OpenAPI document: generated clients and fuzzers send valid ones
+DATETIME_PATTERN = (r"^(1[7-9][0-9]{2}|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+                    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?$")
 METADATA_DATATYPE = {"int": "INT64", "float": "FP64", "str": "BYTES", "datetime": "BYTES", "bool": "BOOL"}
 
 
@@ -73,7 +77,10 @@ def check_value(spec: FieldSpec, value: Any, row: int) -> Any:
     if t == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInput(f"{where}: expected a number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range (V2 JSON is parsed by the json module)
+            raise InvalidInput(f"{where}: {str(value)[:32]}... is beyond the range of a number") from None
         if not math.isfinite(value):
             raise InvalidInput(f"{where}: must be a finite number, got {value}")
     elif t == "int":
@@ -118,10 +125,29 @@ class RequestSchema:
         key_names = {k.name for k in self.keys}
         self.fields = [FieldSpec.of(c) for c in cfg.features.request.fields if c.name not in key_names]
         self.specs = self.keys + self.fields
+        self.names = {s.name for s in self.specs}
 
     def input_types(self) -> list[dict]:
         """V2 model metadata: one input per key and field, variable batch size."""
         return [{"name": s.name, "datatype": METADATA_DATATYPE[s.type], "shape": [-1]} for s in self.specs]
+
+    def json_schemas(self) -> dict[str, dict]:
+        """The V1 and V2 request bodies this schema accepts, as JSON Schema (the served OpenAPI
+        document, serving/openapi.py). V2 is described for one row per request (shape [1]: JSON
+        Schema cannot tie `shape` to the length of `data`); larger batches are accepted too."""
+        values = {s.name: value_schema(s) for s in self.specs}
+        row = {"type": "object", "properties": values, "required": list(values)}
+        v1 = {"type": "object", "required": ["instances"], "properties": {
+            "instances": {"type": "array", "items": row, "minItems": 1, "maxItems": MAX_ROWS}}}
+        tensors = [{"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
+            "name": {"const": s.name}, "datatype": {"enum": sorted(V2_DATATYPES[s.type])},
+            "shape": {"type": "array", "items": {"const": 1}, "minItems": 1, "maxItems": 2},
+            "data": {"type": "array", "items": values[s.name], "minItems": 1, "maxItems": 1}}} for s in self.specs]
+        v2 = {"type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string"},
+            "inputs": {"type": "array", "prefixItems": tensors, "items": False,
+                       "minItems": len(tensors), "maxItems": len(tensors)}}}
+        return {"v1": v1, "v2": v2}
 
     def columns(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, list]:
         if isinstance(payload, InferRequest):
@@ -145,6 +171,11 @@ class RequestSchema:
 
     def from_v2(self, request: InferRequest) -> dict[str, list]:
         given = {inp.name: inp for inp in request.inputs}
+        names = [inp.name for inp in request.inputs]
+        extra = sorted({n for n in names if n not in self.names or names.count(n) > 1})
+        if extra:  # a tensor the model does not take, or one given twice: a client's mistake, not ignored
+            raise InvalidInput(f"unknown or repeated input(s) {extra}; expected one input per field: "
+                               f"{[s.name for s in self.specs]}")
         missing = [s.name for s in self.specs if s.name not in given]
         if missing:
             raise InvalidInput(f"missing input(s) {missing}; expected one input per field: "
@@ -178,6 +209,25 @@ class RequestSchema:
             raise InvalidInput(f"{what}: is empty; send at least one row")
         if len(values) > MAX_ROWS:
             raise InvalidInput(f"{what}: {len(values)} rows is more than the limit of {MAX_ROWS} per request")
+
+
+def value_schema(spec: FieldSpec) -> dict:
+    """JSON Schema of one field's values, as check_value accepts them."""
+    if spec.type == "datetime":
+        return {"type": "string", "pattern": DATETIME_PATTERN,
+                "description": f"ISO 8601 (naive = UTC), {DATETIME_MIN.year}-{DATETIME_MAX.year}"}
+    out: dict[str, Any] = {"type": {"int": "integer", "float": "number", "bool": "boolean"}.get(spec.type, "string")}
+    low, high = spec.min, spec.max
+    if spec.type == "int":  # JSON Schema integers: whole bounds within int64
+        low = INT64_MIN if low is None else max(math.ceil(low), INT64_MIN)
+        high = INT64_MAX if high is None else min(math.floor(high), INT64_MAX)
+    if low is not None and spec.type != "bool":
+        out["minimum"] = low
+    if high is not None and spec.type != "bool":
+        out["maximum"] = high
+    if spec.values is not None:
+        out["enum"] = sorted(spec.values, key=str)
+    return out
 
 
 def _flat(data: Any, name: str) -> list:

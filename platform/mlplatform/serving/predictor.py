@@ -41,6 +41,9 @@ from mlplatform.serving.inputs import RequestSchema
 from mlplatform.serving.served_model import ServedModel
 
 
+REOPEN_SECONDS = 1.0
+
+
 class FeatureStoreUnavailable(RuntimeError):
     """The online store failed a lookup (missing, locked, unreachable). A server-side fault, not the
     caller's: `server.install_http_hooks` answers 503 {"error": ...} (retryable), the process stays up,
@@ -56,6 +59,9 @@ class UnknownEntity(InvalidInput):
 class TenantPredictor(ServedModel):
     """The predictor of `task: binary_classification` (mlplatform.tasks.classification)."""
 
+    ERROR_STATUSES = {422: "a row the model gives no score for (UnknownEntity)",
+                      503: "the online feature store is unavailable (FeatureStoreUnavailable); retry"}
+
     def __init__(self, cfg, ws, **kwargs):
         super().__init__(cfg, ws, **kwargs)
         self.schema = RequestSchema(cfg)
@@ -67,6 +73,7 @@ class TenantPredictor(ServedModel):
         self._lists = {f.name for v in cfg.features.feature_views for f in v.features if f.dtype.endswith("_list")}
         self._cold_start: dict = {}  # per view, set by started()
         self._feature_age: dict = {}  # per view, set by started()
+        self._reopened_at = float("-inf")  # monotonic time of the last reopen of the online store
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -122,6 +129,9 @@ class TenantPredictor(ServedModel):
 
     def get_input_types(self) -> list[dict]:
         return self.schema.input_types()
+
+    def request_schemas(self) -> dict[str, dict]:
+        return self.schema.json_schemas()
 
     def get_output_types(self) -> list[dict]:
         return [{"name": "score", "datatype": "FP64", "shape": [-1]},
@@ -216,9 +226,15 @@ class TenantPredictor(ServedModel):
 
     def _reopen_online_store(self) -> None:
         """A fresh store object (the SQLite store keeps its connection open, so a replaced database
-        file would never be seen again); failures here surface on the next request."""
+        file would never be seen again); failures here surface on the next request. At most once a
+        second: opening a store rewrites its repo files and reads Feast's registry, on the event
+        loop, and an outage fails every request (100 a second under load)."""
         from mlplatform.features.store import OnlineFeatures
 
+        now = time.monotonic()
+        if now - self._reopened_at < REOPEN_SECONDS:
+            return
+        self._reopened_at = now
         try:
             self.online = OnlineFeatures(self.cfg, self.ws)
         except Exception:  # noqa: BLE001 - keep the old one; the next request tries again

@@ -170,6 +170,27 @@ class RankingPredictor(ServedModel):
     def get_input_types(self) -> list[dict]:
         return [{"name": "query", "datatype": "BYTES", "shape": [1]}, {"name": "n", "datatype": "INT64", "shape": [1]}]
 
+    def request_schemas(self) -> dict[str, dict]:
+        """What parse() accepts (a query with at least one non-space character); V2 as one query."""
+        r = self.cfg.ranking
+        query = {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": r"\S"}
+        n = {"type": "integer", "minimum": 1, "maximum": r.max_n}
+        row = {"type": "object", "required": ["query"], "properties": {"query": query, "n": n}}
+        v1 = {"anyOf": [{"type": "object", "required": ["instances"], "properties": {
+            "instances": {"type": "array", "items": row, "minItems": 1, "maxItems": MAX_QUERIES}}},
+            row | {"not": {"required": ["instances"]}}]}  # a body with "instances" is read as a batch
+        one = {"type": "array", "items": {"const": 1}, "minItems": 1, "maxItems": 1}
+        tensors = [{"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
+            "name": {"const": name}, "datatype": datatype, "shape": one,
+            "data": {"type": "array", "items": item, "minItems": 1, "maxItems": 1}}}
+            for name, datatype, item in (("query", {"const": "BYTES"}, query),
+                                         ("n", {"enum": ["INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16",
+                                                         "UINT32", "UINT64"]}, n))]
+        v2 = {"type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string"}, "inputs": {"type": "array", "prefixItems": tensors, "items": False,
+                                                 "minItems": 1, "maxItems": 2}}}
+        return {"v1": v1, "v2": v2}
+
     def get_output_types(self) -> list[dict]:
         return [{"name": "item_id", "datatype": "INT64", "shape": [-1]},
                 {"name": "score", "datatype": "FP64", "shape": [-1]}]
@@ -178,6 +199,10 @@ class RankingPredictor(ServedModel):
         r = self.cfg.ranking
         if isinstance(payload, InferRequest):
             given = {inp.name: inp for inp in payload.inputs}
+            names = [inp.name for inp in payload.inputs]
+            extra = sorted({n for n in names if n not in ("query", "n") or names.count(n) > 1})
+            if extra:  # a tensor the model does not take, or one given twice: a client's mistake
+                raise InvalidInput(f"unknown or repeated input(s) {extra}; inputs are 'query' and optionally 'n'")
             if "query" not in given:
                 raise InvalidInput("missing input 'query' (BYTES, shape [1])")
             q = given["query"]

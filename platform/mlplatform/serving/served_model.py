@@ -20,6 +20,9 @@ from mlplatform.workspace import Workspace
 
 
 class ServedModel(Model):
+    # refusals of an inference request beyond 400/404, by status (the served OpenAPI document)
+    ERROR_STATUSES: dict[int, str] = {}
+
     def __init__(self, cfg: TenantConfig, ws: Workspace, *, alias: str | None = None, role: str = "stable",
                  metrics: ServingMetrics | None = None):
         super().__init__(cfg.name)
@@ -45,6 +48,10 @@ class ServedModel(Model):
 
     def started(self, mv: Any) -> None:
         """Monitoring and background work, once the version's labels exist."""
+
+    def request_schemas(self) -> dict[str, dict]:
+        """JSON Schema of the request bodies accepted, {"v1": ..., "v2": ...} (serving/openapi.py)."""
+        return {}
 
     def start(self) -> None:
         """Readiness is load()'s verdict (kserve's default start() sets ready unconditionally)."""

@@ -32,10 +32,10 @@ from mlplatform.workspace import Workspace
 EXIT_CANNOT_SERVE = 2
 
 
-def _error_response(status: int, message: str):
+def _error_response(status: int, message: str, headers: dict[str, str] | None = None):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse(status_code=status, content={"error": message})
+    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
 
 def body_problems(errors: list[dict]) -> str:
@@ -64,11 +64,13 @@ def install_http_hooks(app, predictor) -> None:
     - FeatureStoreUnavailable -> 503 (a server-side fault; kserve would answer 500);
     - the V2 model repository routes (load/unload) -> 403: the model is loaded once, by MLflow alias,
       at start-up; an anonymous `unload` left the server reporting ready with no model;
-    - V1 `:explain` and versioned V2 routes -> 404 (kserve answered 501: no explainer, no versioning).
+    - V1 `:explain` and versioned V2 routes -> 404 (kserve answered 501: no explainer, no versioning);
+    - /openapi.json says all of this (serving/openapi.py).
     """
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
 
+    from mlplatform.serving import openapi
     from mlplatform.serving.metrics import RequestMetricsMiddleware
     from mlplatform.serving.predictor import FeatureStoreUnavailable, UnknownEntity
 
@@ -78,8 +80,8 @@ def install_http_hooks(app, predictor) -> None:
     async def invalid_body(_, exc):
         return _error_response(400, body_problems(exc.errors()))
 
-    async def http_error(_, exc):
-        return _error_response(exc.status_code, str(exc.detail))
+    async def http_error(_, exc):  # keeps Starlette's headers: a 405 says what is Allowed
+        return _error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     async def store_unavailable(_, exc):
         return _error_response(503, str(exc))
@@ -92,6 +94,7 @@ def install_http_hooks(app, predictor) -> None:
     app.add_middleware(RequestMetricsMiddleware, model_name=predictor.name, labels=predictor.labels,
                        metrics=predictor.metrics)
     drop_timing_middleware(app)
+    openapi.install(app, predictor)
 
 
 def drop_timing_middleware(app) -> None:
@@ -116,15 +119,22 @@ def drop_timing_middleware(app) -> None:
 
 class RouteGuard:
     """The refused routes of `install_http_hooks` (repository API 403, explain and versioned routes
-    404). A pure ASGI middleware: Starlette's BaseHTTPMiddleware (`@app.middleware("http")`) runs
-    every request through a task group and memory streams, which costs more than this check."""
+    404), for the methods those routes declare: any other method goes on to the router, which
+    answers 405 with `Allow` (an undeclared method is not a refusal of the route). A pure ASGI
+    middleware: Starlette's BaseHTTPMiddleware (`@app.middleware("http")`) runs every request
+    through a task group and memory streams, which costs more than this check."""
 
     def __init__(self, app, predictor):
         self.app = app
         self.predictor = predictor
 
     def refusal(self, scope):
-        path = scope.get("path", "")
+        path, method = scope.get("path", ""), scope.get("method", "GET")
+        if method not in (("POST",) if path.endswith(("/infer", ":predict", ":explain", "/load", "/unload"))
+                          else ("GET", "HEAD")):
+            if path.endswith((":predict", ":explain")):  # the router would match GET /v1/models/{model_name}
+                return _error_response(405, "Method Not Allowed", {"Allow": "POST"})  # ("fraud:predict"): Allow: GET
+            return None  # the router's 405 with Allow (or 404 for no such route)
         if path.startswith("/v2/repository/"):
             return _error_response(403, "the model repository API is disabled: the model is loaded by MLflow "
                                         "alias at start-up (restart or roll out to change it)")
