@@ -167,6 +167,16 @@ def test_a_tenant_with_only_scalars_is_asked_for_its_features_as_they_are(cfg):
     assert store.training_refs(only) == store.feature_refs(only)
 
 
+def test_a_list_table_without_row_ids_is_refused_clearly(cfg, tmp_path):
+    ws = Workspace(tmp_path)
+    store.build_tables(cfg, ws, raw_frame(ROWS))
+    store.apply(cfg, ws)
+    path = ws.features_dir(cfg.name) / "customer_velocity.parquet"
+    pd.read_parquet(path).drop(columns=["customer_velocity__row_id"]).to_parquet(path, index=False)  # an old table
+    with pytest.raises(ValueError, match="no 'customer_velocity__row_id' column: rebuild"):
+        store.training_frame(cfg, ws, raw_frame(ROWS)[["customer_id", "terminal_id", "tx_datetime", "amount"]])
+
+
 def test_lists_taken_by_row_id_equal_feasts_own_join(trained_fraud):
     """training_frame asks Feast for the state row's id and takes the lists by it: the same frame,
     value for value and null for null, as Feast joining the lists itself (its to_df)."""

@@ -132,6 +132,11 @@ def training_frame(cfg: TenantConfig, ws: Workspace, events: pd.DataFrame) -> pd
     store = open_store(cfg, ws)
     entity_df = entity_frame(cfg, events).reset_index(drop=True)
     entity_df["_row"] = range(len(entity_df))
+    for view in cfg.features.feature_views:  # tables built before row ids existed: say so, not a DuckDB error
+        path = table_path(ws.features_dir(cfg.name), view.name)
+        if list_features(view) and row_id_name(view.name) not in pq.read_schema(path).names:
+            raise ValueError(f"feature table {path} has no {row_id_name(view.name)!r} column: rebuild the "
+                             "tables (the features step, or store.build_tables) with this version")
     job = store.get_historical_features(entity_df=entity_df, features=training_refs(cfg))
     joined = with_lists(cfg, ws, job.to_arrow()).to_pandas()  # what Feast's to_df does with the arrow table
     joined = joined.sort_values("_row").drop(columns=["_row", EVENT_TIMESTAMP]).reset_index(drop=True)
