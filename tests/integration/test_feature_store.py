@@ -3,8 +3,11 @@ offline store would have joined (no training/serving skew), and unknown entities
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from mlplatform.config import load_tenant
@@ -138,6 +141,62 @@ def test_changing_the_future_does_not_change_the_past(cfg, pit, tmp_path):
     pd.testing.assert_frame_equal(changed.loc[past, cols], pit.loc[past, cols], check_dtype=False)
     # while the future itself did change: the fast-reported frauds are visible on day 4
     assert changed.loc[9, "terminal_risk_1d"] > 0
+
+
+# --- list features: Feast joins a row id, the lists are taken by it ---------------------------
+
+
+def test_only_views_with_lists_get_a_row_id_twin(cfg):
+    from mlplatform.features.definitions import feast_objects
+
+    views = {o.name: o for o in feast_objects(cfg, Path("/nonexistent")) if hasattr(o, "ttl")}
+    twin, velocity = views["customer_velocity__rows"], views["customer_velocity"]
+    assert not twin.online and velocity.online  # never materialized, never served
+    assert (twin.ttl, twin.entities, twin.batch_source.path) == (velocity.ttl, velocity.entities,
+                                                                 velocity.batch_source.path)
+    assert "terminal_risk__rows" not in views  # scalars only: asked for as they are
+    assert [r for r in store.training_refs(cfg) if r.startswith("terminal_risk:")] == \
+        [r for r in store.feature_refs(cfg) if r.startswith("terminal_risk:")]
+    assert "customer_velocity__rows:customer_velocity__row_id" in store.training_refs(cfg)
+    assert not any(r.startswith("customer_velocity:") for r in store.training_refs(cfg))
+
+
+def test_a_tenant_with_only_scalars_is_asked_for_its_features_as_they_are(cfg):
+    scalars = cfg.features.model_copy(update={"feature_views": [v for v in cfg.features.feature_views
+                                                                  if v.name == "terminal_risk"]})
+    only = cfg.model_copy(update={"features": scalars})
+    assert store.training_refs(only) == store.feature_refs(only)
+
+
+def test_a_list_table_without_row_ids_is_refused_clearly(cfg, tmp_path):
+    ws = Workspace(tmp_path)
+    store.build_tables(cfg, ws, raw_frame(ROWS))
+    store.apply(cfg, ws)
+    path = ws.features_dir(cfg.name) / "customer_velocity.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["customer_velocity__row_id"]), path)  # an old table
+    with pytest.raises(ValueError, match="no 'customer_velocity__row_id' column: rebuild"):
+        store.training_frame(cfg, ws, raw_frame(ROWS)[["customer_id", "terminal_id", "tx_datetime", "amount"]])
+
+
+def test_lists_taken_by_row_id_equal_feasts_own_join(trained_fraud):
+    """training_frame asks Feast for the state row's id and takes the lists by it: the same frame,
+    value for value and null for null, as Feast joining the lists itself (its to_df)."""
+    cfg = load_tenant(trained_fraud.tenant_file)
+    ws = Workspace(trained_fraud.home)
+    raw = load_raw(cfg, ws).sort_values("tx_datetime")
+    events = pd.concat([raw.head(50), raw.sample(400, random_state=1)])  # first payments: no state yet
+    events = events[["customer_id", "terminal_id", "tx_datetime", "amount"]].reset_index(drop=True)
+    events.loc[0, "customer_id"] = 10**9  # a card the store never saw
+    got = store.training_frame(cfg, ws, events)
+
+    entity_df = store.entity_frame(cfg, events).reset_index(drop=True)
+    entity_df["_row"] = range(len(entity_df))
+    feast_df = store.open_store(cfg, ws).get_historical_features(entity_df=entity_df,
+                                                                 features=store.feature_refs(cfg)).to_df()
+    feast_df = feast_df.sort_values("_row").drop(columns=["_row", store.EVENT_TIMESTAMP]).reset_index(drop=True)
+    expect = store.apply_request_transform(cfg, feast_df)
+    pd.testing.assert_frame_equal(got, expect)
+    assert got["customer_bucket_hour"].isna().sum() >= 1 and got["customer_bucket_hour"].notna().sum() >= 300
 
 
 # --- training/serving skew on the trained workspace --------------------------------------------

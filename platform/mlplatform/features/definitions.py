@@ -18,10 +18,32 @@ FEAST_TYPES = {"int64": Int64, "float64": Float64, "string": String, "bool": Boo
                "int64_list": Array(Int64), "float64_list": Array(Float64)}
 KEY_TYPES = {"int": ValueType.INT64, "str": ValueType.STRING}
 EVENT_TIMESTAMP = "event_timestamp"
+# Views with list features get a row id column `<view>__row_id` in their offline table and an
+# offline-only twin view `<view>__rows` serving just that id: the training join asks Feast for the id
+# and takes the lists from the table by it (store.training_frame), so Feast's point-in-time join
+# carries one int64 per joined row instead of the lists (it pairs each event with every row of the
+# entity within the TTL before keeping the latest).
 
 
 def push_source_name(view: str) -> str:
     return f"{view}_push"
+
+
+def table_path(features_dir: Path, view: str) -> Path:
+    return features_dir / f"{view}.parquet"
+
+
+def list_features(view) -> list[str]:
+    """The view's list-typed features (config.FeatureView)."""
+    return [f.name for f in view.features if f.dtype.endswith("_list")]
+
+
+def rows_view_name(view: str) -> str:
+    return f"{view}__rows"
+
+
+def row_id_name(view: str) -> str:
+    return f"{view}__row_id"
 
 
 def key_value_type(cfg: TenantConfig, join_key: str) -> ValueType:
@@ -39,9 +61,17 @@ def feast_objects(cfg: TenantConfig, features_dir: Path) -> list:
     for view in cfg.features.feature_views:
         source = FileSource(
             name=f"{view.name}_source",
-            path=str(features_dir / f"{view.name}.parquet"),
+            path=str(table_path(features_dir, view.name)),
             timestamp_field=EVENT_TIMESTAMP,
         )
+        if list_features(view):
+            # same table, entities, TTL and timestamp as the view: Feast picks the same row for an
+            # event in both; offline only (materialize skips it, the online store never holds it)
+            views.append(FeatureView(
+                name=rows_view_name(view.name), entities=[entities[e] for e in view.entities],
+                ttl=timedelta(days=view.ttl_days), schema=[Field(name=row_id_name(view.name), dtype=Int64)], source=source,
+                online=False, description=f"row ids of {view.name} (training joins)", tags={"tenant": cfg.name},
+            ))
         if cfg.features.stream and cfg.features.stream.view == view.name:
             # the stream worker pushes fresh rows (online); training still reads the parquet table
             source = PushSource(name=push_source_name(view.name), batch_source=source)
@@ -57,5 +87,6 @@ def feast_objects(cfg: TenantConfig, features_dir: Path) -> list:
                 tags={"tenant": cfg.name},
             )
         )
-    service = FeatureService(name=f"{cfg.name}_model", features=views, tags={"tenant": cfg.name})
+    served = [v for v in views if v.online]
+    service = FeatureService(name=f"{cfg.name}_model", features=served, tags={"tenant": cfg.name})
     return [*entities.values(), *views, service]

@@ -13,7 +13,10 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from feast import FeatureStore
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
@@ -21,7 +24,8 @@ from feast.value_type import ValueType
 from mlplatform.config import TenantConfig
 from mlplatform.identity.refusal import redis_identity, refused
 from mlplatform.data.ingest import load_table
-from mlplatform.features.definitions import EVENT_TIMESTAMP, feast_objects
+from mlplatform.features.definitions import (EVENT_TIMESTAMP, feast_objects, list_features, row_id_name,
+                                             rows_view_name, table_path)
 from mlplatform.features.repo import write_repo
 from mlplatform.plugins import resolve
 from mlplatform.workspace import Workspace
@@ -35,6 +39,18 @@ _UUID_TYPES = (ValueType.UUID, ValueType.TIME_UUID)
 
 def feature_refs(cfg: TenantConfig) -> list[str]:
     return [f"{v.name}:{f.name}" for v in cfg.features.feature_views for f in v.features]
+
+
+def training_refs(cfg: TenantConfig) -> list[str]:
+    """What the training join asks Feast for: a list view's scalars and the row id of its twin
+    view in place of its lists; other views as they are."""
+    refs = []
+    for v in cfg.features.feature_views:
+        lists = set(list_features(v))
+        refs += [f"{v.name}:{f.name}" for f in v.features if f.name not in lists]
+        if lists:
+            refs.append(f"{rows_view_name(v.name)}:{row_id_name(v.name)}")
+    return refs
 
 
 def passthrough_tables(raw: pd.DataFrame, cfg: TenantConfig,
@@ -67,7 +83,13 @@ def build_tables(cfg: TenantConfig, ws: Workspace, raw: pd.DataFrame) -> dict[st
             raise ValueError(f"feature table {view.name!r} lacks columns {sorted(missing | ({EVENT_TIMESTAMP} - set(table.columns)))}")
         # microseconds: DuckDB (the offline store) cannot cast nanosecond tz timestamps
         table[EVENT_TIMESTAMP] = pd.to_datetime(table[EVENT_TIMESTAMP], utc=True).astype("datetime64[us, UTC]")
-        table.to_parquet(out / f"{view.name}.parquet", index=False)
+        if list_features(view):
+            row_id = row_id_name(view.name)
+            if row_id in table.columns:
+                raise ValueError(f"feature table {view.name!r} has a column {row_id!r}: the name is reserved "
+                                 "for the row ids of views with list features")
+            table[row_id] = np.arange(len(table), dtype=np.int64)  # the table's row order: what ids index
+        table.to_parquet(table_path(out, view.name), index=False)
         rows[view.name] = len(table)
     return rows
 
@@ -113,9 +135,33 @@ def training_frame(cfg: TenantConfig, ws: Workspace, events: pd.DataFrame) -> pd
     store = open_store(cfg, ws)
     entity_df = entity_frame(cfg, events).reset_index(drop=True)
     entity_df["_row"] = range(len(entity_df))
-    joined = store.get_historical_features(entity_df=entity_df, features=feature_refs(cfg)).to_df()
+    for view in cfg.features.feature_views:  # tables built before row ids existed: say so, not a DuckDB error
+        path = table_path(ws.features_dir(cfg.name), view.name)
+        if list_features(view) and row_id_name(view.name) not in pq.read_schema(path).names:
+            raise ValueError(f"feature table {path} has no {row_id_name(view.name)!r} column: rebuild the "
+                             "tables (the features step, or store.build_tables) with this version")
+    job = store.get_historical_features(entity_df=entity_df, features=training_refs(cfg))
+    joined = with_lists(cfg, ws, job.to_arrow()).to_pandas()  # what Feast's to_df does with the arrow table
     joined = joined.sort_values("_row").drop(columns=["_row", EVENT_TIMESTAMP]).reset_index(drop=True)
     return apply_request_transform(cfg, joined)
+
+
+def with_lists(cfg: TenantConfig, ws: Workspace, joined: pa.Table) -> pa.Table:
+    """Feast's joined table with each list view's row id replaced by that row's lists, taken from the
+    view's offline table (null where Feast found no row); columns in the order Feast gives for
+    `feature_refs` (entity columns, then each view's features)."""
+    columns = {name: joined.column(name) for name in joined.column_names}
+    for view in cfg.features.feature_views:
+        lists = list_features(view)
+        if not lists:
+            continue
+        ids = columns.pop(row_id_name(view.name))
+        table = pq.read_table(table_path(ws.features_dir(cfg.name), view.name), columns=lists)
+        for name in lists:
+            columns[name] = table.column(name).take(ids)
+    features = [f.name for v in cfg.features.feature_views for f in v.features]
+    order = [c for c in columns if c not in set(features)] + features
+    return pa.table({name: columns[name] for name in order})
 
 
 def apply_request_transform(cfg: TenantConfig, df: pd.DataFrame) -> pd.DataFrame:
