@@ -31,7 +31,7 @@ def run(tenant: Path, home: Path, p: dict) -> dict:
     db_path = ws.feature_repo(cfg.name) / "online_store.db"
     conn = sqlite3.connect(db_path)
     version = online.store.config.entity_key_serialization_version
-    views = [(f"{cfg.name}_{v.name}", cfg.features.entity(v.entities[0]).join_key) for v in cfg.features.feature_views]
+    views = [(f"{online.store.project}_{v.name}", cfg.features.entity(v.entities[0]).join_key) for v in cfg.features.feature_views]
     # the entity ids themselves, from the offline feature tables (what a caller would send)
     import pandas as pd
     import pyarrow.parquet as pq
