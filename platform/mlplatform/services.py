@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlplatform.envvars import scoped_environ
+
 TRACKING = "MLFLOW_TRACKING_URI"  # MLflow's own variable: a server URL (cluster, services) or a database
 ONLINE_STORE = "MLPLATFORM_FEAST_ONLINE_STORE"  # "redis" or "sqlite"
 REDIS = "MLPLATFORM_REDIS_ADDRESS"  # host:port[,db=N] of the Feast online store
@@ -174,13 +176,5 @@ def profile(home: Path, log: Path, services: Services | None = None,
     with mlflow_server(services.postgres, Path(home) / "mlflow-server-artifacts", log,
                        allowed_hosts=allowed_hosts, auth=auth) as url:
         env = services.env(url)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with scoped_environ(env):
             yield env
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v

@@ -6,11 +6,9 @@ profile's passwords are new each run); registry roles and schemas stay, as the r
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
+from mlplatform.envvars import scoped_environ
 from mlplatform.identity import mlflow_auth, redis_acl, sql_registry
 from mlplatform.identity.mlflow_auth import Credentials, TenantIdentity
 
@@ -23,18 +21,7 @@ class TenantAccess:
     registry_url: str | None = None
 
 
-@contextlib.contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+_env = scoped_environ
 
 
 class Onboarding:

@@ -23,11 +23,12 @@ User names: "<tenant>.trainer" and "<tenant>.predictor". A dot never occurs in a
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mlplatform.envvars import scoped_environ
 
 ADMIN = "admin"
 DEFAULT_PERMISSION = "NO_PERMISSIONS"
@@ -90,16 +91,8 @@ def predictor_user(tenant: str) -> str:
 @contextlib.contextmanager
 def as_user(creds: Credentials) -> Iterator[None]:
     """MLflow calls inside act as `creds`; the variables are restored on exit."""
-    saved = {k: os.environ.get(k) for k in (USERNAME, PASSWORD)}
-    os.environ.update(creds.env())
-    try:
+    with scoped_environ(creds.env()):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @dataclass(frozen=True)
