@@ -224,7 +224,10 @@ def write_reports(summary: dict, run_dir: Path, console: Console) -> None:
     bench = Path("bench/results.json")
     for name in summary["tenants"]:
         try:
-            _, html_path = from_run_dir(name, run_dir, run_dir / name, bench if bench.is_file() else None)
+            # library output (MLflow's download bars, warnings) to a log beside the pipeline's, as for the steps
+            with open(run_dir / f"{name}-report.log", "w") as log, \
+                    contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                _, html_path = from_run_dir(name, run_dir, run_dir / name, bench if bench.is_file() else None)
             summary["tenants"][name]["report"] = str(html_path)
             console.print(f"report: {html_path}", markup=False)
         except Exception as err:  # noqa: BLE001 - the run succeeded; its review failing is reported, not raised

@@ -83,6 +83,12 @@ JSON_ARTIFACTS = ("train_record.json", "feature_importance.json", "retrieval.jso
                   "selection.json")
 
 
+
+def shown(path) -> str:
+    """A path as a reader of the committed page finds it: relative to the working directory (the
+    repository, where `mlplatform report` runs) when inside it, so no machine's home shows."""
+    return str(path).replace(str(Path.cwd()) + "/", "")
+
 def _read_json(path: Path | None) -> dict[str, Any] | None:
     if path is None or not path.is_file():
         return None
@@ -127,11 +133,11 @@ def collect(cfg: TenantConfig, ws: Workspace, run_id: str, *, summary_path: Path
             pass  # not logged by this task / trainer: the section says so
     summary = _read_json(summary_path)
     tenant_summary = (summary or {}).get("tenants", {}).get(cfg.name)
-    sources = [f"MLflow run {mlflow_run_id} ({ws.mlflow_uri.split('?')[0]})",
-               f"step records {ws.tenant(cfg.name) / 'steps' / run_id}"]
+    sources = [f"MLflow run {mlflow_run_id} ({shown(ws.mlflow_uri.split('?')[0])})",
+               f"step records {shown(ws.tenant(cfg.name) / 'steps' / run_id)}"]
     for path in (summary_path, bench_path, loop_path):
         if path is not None and path.is_file():
-            sources.append(str(path))
+            sources.append(shown(path))
     loop = _read_json(loop_path)
     if loop is not None and loop.get("tenant") != cfg.name:
         loop = None  # a loop of another tenant says nothing about this one

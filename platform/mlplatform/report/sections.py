@@ -10,6 +10,7 @@ import numpy as np
 from mlplatform.report import figures, stats
 from mlplatform.report.model import Section
 from mlplatform.report.plugin import Context, Experiment
+from mlplatform.report.records import shown
 
 EXPERIMENT_SPLIT = 0.5  # the share of traffic in each arm of the A/B test sized below
 
@@ -97,7 +98,7 @@ def data(ctx: Context) -> Section:
         s.say(f"Label delay: the tenant file says {cfg.data.label_delay_days:g} days; the data records no "
               "per-label arrival time, so no distribution is shown.")
     s.say("Great Expectations results of this run, rendered here so they read offline "
-          f"(the raw Data Docs: `{val.get('report', '-')}`):")
+          f"(the raw Data Docs: `{shown(val.get('report', '-'))}`):")
     for res in rec.validation:
         suite = res.get("meta", {}).get("expectation_suite_name") or res.get("suite_name") or "suite"
         stats_ = res.get("statistics", {})
