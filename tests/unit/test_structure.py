@@ -148,3 +148,12 @@ def test_architecture_doc_names_every_package():
                       for p in TREES["mlplatform"].rglob("__init__.py"))
     missing = [p.removesuffix("/__init__.py") for p in packages if p.removesuffix("/__init__.py") + "/" not in listed]
     assert not missing, f'packages missing from "Where things live" in docs/architecture.md: {missing}'
+
+
+def test_no_two_test_modules_share_a_name():
+    # tests/ has no __init__.py files: pytest imports each test module by its basename, so a second
+    # tests/<dir>/test_x.py stops the whole collection ("import file mismatch")
+    names: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {n: p for n, p in names.items() if len(p) > 1}
