@@ -16,7 +16,6 @@ The figures go to reliability.json and to the generated section of docs/reliabil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ import pytest
 from bench.loadgen import fixed_rate
 from mlplatform import services, steps
 from mlplatform.config import load_tenant
+from mlplatform.envvars import scoped_environ
 from mlplatform.features.repo import REDIS_TIMEOUTS
 from mlplatform.monitoring.prediction_log import read_predictions
 from mlplatform.processes import free_port, stop
@@ -66,15 +66,7 @@ REGISTER = ("import json, sys; from mlplatform import steps\n"
             "print(json.dumps(steps.register(sys.argv[1], sys.argv[2], 'outage', r['ingest'], r['train'])))\n")
 
 
-@contextlib.contextmanager
-def environment(settings: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+environment = scoped_environ
 
 
 def sample(metrics: str, name: str) -> float:
