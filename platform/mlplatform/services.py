@@ -48,7 +48,9 @@ class Services:
 
     def env(self, tracking_uri: str) -> dict[str, str]:
         """The settings a process of the services profile gets (what the charts pass in a cluster)."""
-        return {TRACKING: tracking_uri, ONLINE_STORE: "redis", REDIS: self.redis, REGISTRY: self.postgres}
+        # the event stream on the same Redis (a tenant without features.stream ignores it)
+        return {TRACKING: tracking_uri, ONLINE_STORE: "redis", REDIS: self.redis, REGISTRY: self.postgres,
+                STREAM_REDIS: f"redis://{self.redis}"}
 
 
 ADMIN_PASSWORD = "MLPLATFORM_SERVICES_MLFLOW_ADMIN_PASSWORD"  # the services profile's MLflow admin
