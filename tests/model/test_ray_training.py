@@ -235,4 +235,7 @@ def test_a_worker_killed_mid_training_fails_the_step(tmp_path, fit):
     err = outcome["error"]
     assert isinstance(err, distributed.WorkerGroupFailed), repr(err)
     assert f"tenant {cfg.name!r}: training on 2 Ray Train worker(s) failed, no model was produced" in str(err)
-    assert "A worker health check failed" in str(err)  # Ray's cause: the dead worker's actor
+    # Ray's cause names the dead worker's actor: a failed health check when the kill lands while
+    # boosting, a failed initialisation when a busy machine's start-up is still running at the kill
+    assert ("A worker health check failed" in str(err)
+            or "At least one of the worker actors failed to initialize" in str(err)), str(err)
