@@ -23,15 +23,26 @@ pytestmark = [pytest.mark.service]
 
 @pytest.fixture
 def tenants():
+    """Two tenants' registries, with a shared registry's `projects` table in `public` as on a
+    database that already holds one (the services profile's; CI once failed on exactly that)."""
     admin = services.Services.from_env().postgres
     require(services.reachable(services.postgres_address(admin)), f"PostgreSQL is not reachable ({admin})")
     tag = uuid.uuid4().hex[:8]
     names = (f"fraud-{tag}", f"cardfraud-{tag}")
+    engine = create_engine(admin)
+    with engine.begin() as conn:
+        decoy = conn.execute(text("SELECT to_regclass('public.projects') IS NULL")).scalar()
+        if decoy:
+            conn.execute(text("CREATE TABLE public.projects (project_id VARCHAR(255) PRIMARY KEY)"))
     try:
         yield {t: sql_registry.provision(admin, t) for t in names}
     finally:
         for t in names:
             sql_registry.drop(admin, t)
+        if decoy:
+            with engine.begin() as conn:
+                conn.execute(text("DROP TABLE public.projects"))
+        engine.dispose()
 
 
 def registry(url: str) -> SqlRegistry:
@@ -56,7 +67,7 @@ def test_a_tenant_sees_only_its_own_registry(tenants):
                 refused("read", f"the Feast registry of tenant {a!r}", sql_registry.role(b)):
             conn.execute(text(f'SELECT entity_name FROM "{sql_registry.role(a)}".entities')).all()
         assert "permission denied for schema" in excinfo.value.reason and a in str(excinfo.value)
-        with engine.connect() as conn:  # its own schema, unqualified (search_path "$user")
+        with engine.connect() as conn:  # its own schema, unqualified (the role's search_path)
             assert conn.execute(text("SELECT count(*) FROM entities")).scalar() == 1
     finally:
         engine.dispose()

@@ -3,10 +3,12 @@ role owns. A shared registry would show every tenant's definitions (and let any 
 them); here a tenant's role has no USAGE on another tenant's schema, so PostgreSQL refuses
 ("permission denied for schema").
 
-No search_path setting is needed: PostgreSQL's default search_path is `"$user", public`, so the
-role's tables land in its own schema, and Feast's SqlRegistry creates its tables unqualified
-(feast/infra/registry/sql.py, metadata.create_all). Role and schema: `feast_<slug>` (a slug is
-[a-z0-9_], at most 32 characters: a valid unquoted identifier, distinct per tenant).
+Feast's SqlRegistry creates and reads its tables unqualified (feast/infra/registry/sql.py,
+metadata.create_all), so the role's search_path is set to its own schema alone. PostgreSQL's
+default (`"$user", public`) is not enough: where `public` already holds a registry (a shared one,
+an older install), create_all sees those tables, creates none, and every query reads `public`
+("permission denied for table projects"). Role and schema: `feast_<slug>` (a slug is [a-z0-9_],
+at most 32 characters: a valid unquoted identifier, distinct per tenant).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def provision(admin_url: str, tenant: str, password: str | None = None) -> str:
             if password is not None:  # utility statements take no bound parameters; checked above
                 conn.execute(text(f"ALTER ROLE \"{name}\" PASSWORD '{password}'"))
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}" AUTHORIZATION "{name}"'))
+            conn.execute(text(f'ALTER ROLE "{name}" SET search_path = "{name}"'))
             conn.execute(text(f'GRANT CONNECT ON DATABASE "{engine.url.database}" TO "{name}"'))
     finally:
         engine.dispose()
