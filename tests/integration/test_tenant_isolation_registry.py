@@ -31,15 +31,15 @@ def tenants():
     names = (f"fraud-{tag}", f"cardfraud-{tag}")
     engine = create_engine(admin)
     with engine.begin() as conn:
-        decoy = conn.execute(text("SELECT to_regclass('public.projects') IS NULL")).scalar()
-        if decoy:
+        created = conn.execute(text("SELECT to_regclass('public.projects') IS NULL")).scalar()
+        if created:
             conn.execute(text("CREATE TABLE public.projects (project_id VARCHAR(255) PRIMARY KEY)"))
     try:
         yield {t: sql_registry.provision(admin, t) for t in names}
     finally:
         for t in names:
             sql_registry.drop(admin, t)
-        if decoy:
+        if created:  # a table that was there before stays
             with engine.begin() as conn:
                 conn.execute(text("DROP TABLE public.projects"))
         engine.dispose()

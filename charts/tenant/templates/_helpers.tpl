@@ -7,6 +7,11 @@
 {{- .Values.name -}}
 {{- end -}}
 
+{{/* The event stream's redis:// URL on the cluster's Redis (MLPLATFORM_STREAM_REDIS_URL). */}}
+{{- define "tenant.streamRedisUrl" -}}
+{{- printf "redis://%s/0" .Values.cluster.redis_address -}}
+{{- end -}}
+
 {{- define "tenant.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
