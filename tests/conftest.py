@@ -65,6 +65,17 @@ def restore_tracking_uri():
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+@pytest.fixture
+def stop_after():
+    """`stop_after(predictor)`: kserve's teardown (Model.stop) when the test ends, as ModelServer does
+    at shutdown; a predictor loaded in the test process would otherwise keep its background work
+    (the ranking predictor's item-feature refresher) reading stores that later tests drop."""
+    models = []
+    yield models.append
+    for model in models:
+        model.stop()
+
+
 @pytest.fixture(scope="session")
 def small_fraud_tenant(tmp_path_factory) -> Path:
     return write_small_fraud_tenant(tmp_path_factory.mktemp("tenant") / "fraud")

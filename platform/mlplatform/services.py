@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from mlplatform.envvars import scoped_environ
 
@@ -50,7 +51,17 @@ class Services:
         """The settings a process of the services profile gets (what the charts pass in a cluster)."""
         # the event stream on the same Redis (a tenant without features.stream ignores it)
         return {TRACKING: tracking_uri, ONLINE_STORE: "redis", REDIS: self.redis, REGISTRY: self.postgres,
-                STREAM_REDIS: f"redis://{self.redis}"}
+                STREAM_REDIS: redis_url(self.redis)}
+
+
+def redis_url(address: str) -> str:
+    """The redis:// URL of a Feast Redis connection string (`host:port[,db=N][,password=P][,ssl=true]`,
+    Feast's RedisOnlineStoreConfig format): the event stream's client takes URLs."""
+    host, *options = [part.strip() for part in address.split(",")]
+    opts = dict(option.split("=", 1) for option in options if "=" in option)
+    scheme = "rediss" if opts.get("ssl", "").lower() == "true" else "redis"
+    auth = f":{quote(opts['password'], safe='')}@" if opts.get("password") else ""
+    return f"{scheme}://{auth}{host}/{opts.get('db', '0')}"
 
 
 ADMIN_PASSWORD = "MLPLATFORM_SERVICES_MLFLOW_ADMIN_PASSWORD"  # the services profile's MLflow admin

@@ -233,6 +233,29 @@ def test_stream_worker_is_rendered_for_a_streaming_tenant_only(cases):
     assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"] == "metrics"
 
 
+@pytest.mark.parametrize("address, url, port", [
+    ("redis.mlplatform.svc:6379", "redis://redis.mlplatform.svc:6379/0", 6379),
+    ("redis.mlplatform.svc:6380,db=3", "redis://redis.mlplatform.svc:6380/3", 6380),
+    ("redis.mlplatform.svc:6379, ssl=true,password=p@ss", "rediss://:p%40ss@redis.mlplatform.svc:6379/0", 6379)])
+def test_stream_url_and_port_read_feast_connection_string_options(helm, address, url, port):
+    """cluster.redis_address is Feast's connection string: its options are not part of the port, and
+    the stream's URL carries the same database, TLS and password as Feast's client (services.redis_url)."""
+    from mlplatform import services
+    from mlplatform.verify import render
+
+    values = render.load_values(REPO_ROOT / "examples" / "fraud" / "tenant.yaml")
+    objects, _, _ = render.render(REPO_ROOT / "charts" / "tenant",
+                                  {**values, "cluster": {**values.get("cluster", {}), "redis_address": address}}, "fraud")
+    (dep,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-stream-worker")]
+    env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    configmaps = [o["data"] for o in objects if o["kind"] == "ConfigMap" and services.STREAM_REDIS in o.get("data", {})]
+    assert env[services.STREAM_REDIS] == url == services.redis_url(address)
+    assert configmaps and all(c[services.STREAM_REDIS] == url for c in configmaps)
+    (policy,) = [o["spec"] for o in objects if o["kind"] == "NetworkPolicy"
+                 and o["metadata"]["name"] == "allow-stream-worker"]
+    assert policy["egress"][0]["ports"] == [{"protocol": "TCP", "port": port}]
+
+
 def test_stream_worker_can_be_turned_off(helm):
     from mlplatform.verify import render
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -178,7 +179,9 @@ def test_a_failing_item_feature_refresh_is_counted_the_age_grows_and_the_alert_f
     shutil.copytree(trained_search.home, home, ignore=shutil.ignore_patterns("ray", "predictions"))
     cfg, ws = load_tenant(trained_search.tenant_file), Workspace(home)
     pred = RankingPredictor(cfg, ws, role="canary")
+    before = set(threading.enumerate())
     pred.load()
+    refresher = [t for t in set(threading.enumerate()) - before if t.name == f"{pred.name}-item-features"]
     labels = pred.labels()
     try:
         errors0 = sample("mlplatform_feature_refresh_errors_total", **labels)
@@ -196,7 +199,11 @@ def test_a_failing_item_feature_refresh_is_counted_the_age_grows_and_the_alert_f
         assert sample("mlplatform_item_features_age_seconds", **labels) < 60
         assert sample("mlplatform_feature_refresh_errors_total", **labels) == errors0 + 1
     finally:
-        pred.log.close()
+        pred.stop()
+    # kserve's teardown ends the refresher: an unloaded predictor reads no store
+    assert len(refresher) == 1
+    refresher[0].join(timeout=10)
+    assert not refresher[0].is_alive()
     age = series("mlplatform_item_features_age_seconds", labels)
     assert_fires(trained_search.tenant_file, "MLPlatformItemFeaturesStale", {age: "1700+60x12"}, "9m", "4m")
 

@@ -248,7 +248,7 @@ def test_quality_decay_rule_uses_the_tenants_primary_metric(tmp_path):
 
 
 @pytest.mark.slow
-def test_served_lists_clicked_and_scored(trained_search, tmp_path):  # noqa: F811
+def test_served_lists_clicked_and_scored(trained_search, tmp_path, stop_after):  # noqa: F811
     from kserve.protocol.infer_type import InferInput, InferRequest
     from starlette.testclient import TestClient
 
@@ -266,6 +266,7 @@ def test_served_lists_clicked_and_scored(trained_search, tmp_path):  # noqa: F81
     with isolated_tracking_env():
         predictor = RankingPredictor(cfg, trained)
         predictor.load()
+    stop_after(predictor)
     predictor.log.close()
     predictor.log = RankingLog(ws, cfg.name, "stable", flush_seconds=60)
     texts = load_table(cfg, trained, "queries")["query"].drop_duplicates().sample(30, random_state=0).tolist()

@@ -83,7 +83,7 @@ def test_int8_is_kept_only_within_the_allowed_drops(fp32, int8, kept, why):
     assert precision == kept and why in reason and "NDCG@10 0.9000" in reason
 
 
-def test_the_encoder_is_logged_with_the_run_and_the_predictor_serves_with_it(built, trained_search):
+def test_the_encoder_is_logged_with_the_run_and_the_predictor_serves_with_it(built, trained_search, stop_after):
     from mlflow import MlflowClient
 
     from mlplatform.serving.ranking_predictor import RankingPredictor
@@ -99,6 +99,7 @@ def test_the_encoder_is_logged_with_the_run_and_the_predictor_serves_with_it(bui
     assert metrics["encoder_fp32_ndcg_at_10"] == pytest.approx(info["encoder"]["int8_gate"]["fp32"]["ndcg_at_10"])
     predictor = RankingPredictor(cfg, ws)
     assert predictor.load()
+    stop_after(predictor)
     retriever = predictor.retriever
     assert retriever.info["encoder_loaded"] == {"runtime": "onnx", "precision": info["encoder"]["precision"]}
     assert "torch" not in type(retriever.encoder).__module__

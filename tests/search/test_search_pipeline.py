@@ -65,7 +65,7 @@ def test_offline_features_equal_what_the_predictor_computes(trained_search):
         np.testing.assert_allclose(offline[name].to_numpy(), values, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_the_predictor_loads_the_index_logged_with_the_version_not_the_workspace_folder(trained_search, tmp_path):
+def test_the_predictor_loads_the_index_logged_with_the_version_not_the_workspace_folder(trained_search, tmp_path, stop_after):
     """The features step's index folder lives where the features task ran; the predictor needs none:
     a copy of the workspace without it still serves, from the `retrieval_index` artifact."""
     import shutil
@@ -83,6 +83,7 @@ def test_the_predictor_loads_the_index_logged_with_the_version_not_the_workspace
     assert f"{index.ARTIFACT}/info.json" in logged and f"{index.ARTIFACT}/catalog.parquet" in logged
     predictor = RankingPredictor(cfg, ws)
     assert predictor.load()
+    stop_after(predictor)
     assert not index.built_dir(cfg, ws).exists()
     assert len(predictor.item_ids) == trained_search.records["features"]["retrieval_index"]["items"]
     assert len(predictor.rank("black wireless earbuds", 5)[0]) == 5

@@ -7,9 +7,22 @@
 {{- .Values.name -}}
 {{- end -}}
 
-{{/* The event stream's redis:// URL on the cluster's Redis (MLPLATFORM_STREAM_REDIS_URL). */}}
+{{/* Feast's Redis connection string is host:port[,db=N][,password=P][,ssl=true]
+     (RedisOnlineStoreConfig); these read it the way services.redis_url does in Python */}}
+{{- define "tenant.redisHostPort" -}}
+{{- splitList "," .Values.cluster.redis_address | first | trim -}}
+{{- end -}}
+
+{{/* The event stream's redis:// URL (its client takes URLs, not Feast's connection string) */}}
 {{- define "tenant.streamRedisUrl" -}}
-{{- printf "redis://%s/0" .Values.cluster.redis_address -}}
+{{- $db := "0" -}}{{- $scheme := "redis" -}}{{- $auth := "" -}}
+{{- range rest (splitList "," .Values.cluster.redis_address) -}}
+{{- $kv := splitn "=" 2 (trim .) -}}
+{{- if eq $kv._0 "db" }}{{ $db = $kv._1 }}{{ end -}}
+{{- if and (eq $kv._0 "ssl") (eq (lower $kv._1) "true") }}{{ $scheme = "rediss" }}{{ end -}}
+{{- if and (eq $kv._0 "password") $kv._1 }}{{ $auth = printf ":%s@" (urlquery $kv._1) }}{{ end -}}
+{{- end -}}
+{{- printf "%s://%s%s/%s" $scheme $auth (include "tenant.redisHostPort" .) $db -}}
 {{- end -}}
 
 {{- define "tenant.chart" -}}

@@ -85,6 +85,7 @@ class RankingPredictor(ServedModel):
         self._lock = threading.Lock()
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.log = None  # the result lists served (monitoring.prediction_log.RankingLog), opened by load()
+        self._stopping = threading.Event()  # ends the item-feature refresher (stop())
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -159,11 +160,18 @@ class RankingPredictor(ServedModel):
 
     def _schedule_refresh(self) -> None:
         def loop() -> None:
-            while True:
-                time.sleep(REFRESH_SECONDS)
+            while not self._stopping.wait(REFRESH_SECONDS):
                 self.refresh()
 
         threading.Thread(target=loop, name=f"{self.name}-item-features", daemon=True).start()
+
+    def stop(self) -> None:
+        """kserve's teardown hook (ModelRepository.unload, ModelServer.stop): the refresher ends and the
+        served result lists are flushed, so an unloaded predictor reads no store and leaves no rows behind."""
+        self._stopping.set()
+        if self.log is not None:
+            self.log.close()
+        super().stop()
 
     # --- inference ------------------------------------------------------------------------------
 
