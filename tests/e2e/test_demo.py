@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mlplatform.workspace import Workspace
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +35,10 @@ def test_demo_writes_a_complete_summary(tmp_path):
     assert fraud["serving"]["smoke"]["requests"] > 0 and fraud["serving"]["smoke"]["errors"] == 0
     assert summary["seconds"] > 0 and summary["profile"] == "embedded"  # zero set-up: SQLite and files
     assert (tmp_path / "home" / "mlflow.db").exists()
+    # the pipeline's tasks (kfp.local) each wrote their step record
+    ws, run_id = Workspace(tmp_path / "home"), fraud["run_id"]
+    for step in ("ingest", "validate", "features", "stage", "train", "register"):
+        assert ws.step_file("fraud", run_id, step).exists(), step
     # every stage timed: wall (as shown, KFP start-up included) and inside the step
     steps = ["ingest", "validate", "features", "stage", "train", "register"]
     assert list(fraud["stages_wall"]) == steps + ["serve_and_smoke"]
