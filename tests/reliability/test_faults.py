@@ -107,6 +107,41 @@ def test_online_store_locked_while_serving_is_503_then_recovers(trained_fraud, c
         stop(proc)
 
 
+def test_a_dead_redis_fails_each_lookup_at_once_and_a_restarted_one_serves_again(trained_fraud, tmp_path):
+    """The request path's Redis client does not retry: with Redis killed, each lookup fails as soon
+    as the connection is refused (redis-py's default, 3 retries with exponential backoff, held each
+    lookup for seconds on the predictor's event loop, and every queued request with it:
+    features/repo.py, REQUEST_PATH_REDIS). Redis back on its port: the same store object reads again."""
+    import shutil
+
+    import redis as redis_py
+
+    from mlplatform.features.store import OnlineFeatures
+    from mlplatform.tenants import apply_env_overrides
+    from tests.conftest import require
+    from tests.reliability.private_services import PrivateRedis
+
+    require(shutil.which("redis-server") is not None, "redis-server (Debian redis-server) for a private Redis")
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        cfg = apply_env_overrides(load_tenant(trained_fraud.tenant_file), {"MLPLATFORM_REDIS_ADDRESS": server.address})
+        online = OnlineFeatures(cfg, Workspace(copy_workspace(trained_fraud.home, tmp_path / "home")))
+        keys = {k: [1, 2] for k in cfg.features.join_keys}
+        names = {ref.split(":", 1)[1] for ref in online.refs}
+        assert names <= set(online.lookup(keys))  # up: read (this Redis holds no rows: values None)
+        server.kill()
+        for _ in range(5):
+            t = time.monotonic()
+            with pytest.raises(redis_py.ConnectionError):
+                online.lookup(keys)
+            assert time.monotonic() - t < 0.5, "a lookup on a dead Redis waited (retries with backoff?)"
+        server.start()
+        assert names <= set(online.lookup(keys))
+    finally:
+        server.stop()
+
+
 # --- MLflow -------------------------------------------------------------------------------------
 
 

@@ -29,19 +29,29 @@ globals().update({{obj.name: obj for obj in _objects}})  # the feast CLI collect
 # defaults wait forever). Feast passes connection-string options to redis.Redis as keyword
 # arguments (feast/infra/online_stores/redis.py, _parse_connection_string); given ones win.
 REDIS_TIMEOUTS = {"socket_connect_timeout": 1, "socket_timeout": 2}
+# ... and fails once: redis-py 7 retries a failed command 3 times with exponential backoff by default
+# (redis/client.py, Redis.__init__: Retry(ExponentialWithJitterBackoff(base=1, cap=10), 3)), up to
+# about 7 s of sleeps per lookup while Redis is down, on the predictor's event loop, so every request
+# queued behind it. Feast json-decodes option values, so "retry=null" passes retry=None, which redis-py
+# turns into Retry(NoBackoff(), 0) (redis/connection.py). Batch paths (materialize, the stream worker)
+# keep redis-py's retries: there a retry costs no caller anything.
+REQUEST_PATH_REDIS = {"retry": "null"}
 
 
-def with_timeouts(connection_string: str) -> str:
-    given = {part.split("=", 1)[0] for part in connection_string.split(",") if "=" in part}
-    return ",".join([connection_string, *(f"{k}={v}" for k, v in REDIS_TIMEOUTS.items() if k not in given)])
+def with_timeouts(connection_string: str, request_path: bool = False) -> str:
+    given = {part.split("=", 1)[0].strip() for part in connection_string.split(",") if "=" in part}
+    options = REDIS_TIMEOUTS | (REQUEST_PATH_REDIS if request_path else {})
+    return ",".join([connection_string, *(f"{k}={v}" for k, v in options.items() if k not in given)])
 
 
-def store_config(cfg: TenantConfig, ws: Workspace) -> dict:
+def store_config(cfg: TenantConfig, ws: Workspace, request_path: bool = False) -> dict:
+    """Feast's feature_store.yaml for the tenant; `request_path`: the store a predictor reads per
+    request (Redis without retries, REQUEST_PATH_REDIS)."""
     repo = ws.feature_repo(cfg.name)
     feats = cfg.features
     if feats.online_store.type == "redis":  # credentials, when given, by name only (redis_acl.py)
         online = {"type": "redis", "connection_string": with_timeouts(feats.online_store.connection_string
-                                                                      or "localhost:6379")
+                                                                      or "localhost:6379", request_path)
                   + redis_acl.credentials_suffix(os.environ)}
     else:
         online = {"type": "sqlite", "path": str(repo / "online_store.db")}

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from feast import FeatureStore
+from feast import FeatureStore, RepoConfig
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 
@@ -26,7 +26,7 @@ from mlplatform.identity.refusal import redis_identity, refused
 from mlplatform.data.ingest import load_table
 from mlplatform.features.definitions import (EVENT_TIMESTAMP, feast_objects, list_features, row_id_name,
                                              rows_view_name, table_path)
-from mlplatform.features.repo import write_repo
+from mlplatform.features.repo import store_config, write_repo
 from mlplatform.plugins import resolve
 from mlplatform.workspace import Workspace
 
@@ -94,8 +94,12 @@ def build_tables(cfg: TenantConfig, ws: Workspace, raw: pd.DataFrame) -> dict[st
     return rows
 
 
-def open_store(cfg: TenantConfig, ws: Workspace) -> FeatureStore:
-    return FeatureStore(repo_path=str(write_repo(cfg, ws)))
+def open_store(cfg: TenantConfig, ws: Workspace, request_path: bool = False) -> FeatureStore:
+    repo = write_repo(cfg, ws)
+    if not request_path:
+        return FeatureStore(repo_path=str(repo))
+    # the same repo, configured as the request path reads it (features/repo.py, REQUEST_PATH_REDIS)
+    return FeatureStore(repo_path=str(repo), config=RepoConfig(repo_path=repo, **store_config(cfg, ws, True)))
 
 
 def apply(cfg: TenantConfig, ws: Workspace) -> FeatureStore:
@@ -175,7 +179,7 @@ class OnlineFeatures:
 
     def __init__(self, cfg: TenantConfig, ws: Workspace):
         self.cfg = cfg
-        self.store = open_store(cfg, ws)
+        self.store = open_store(cfg, ws, request_path=True)
         self.refs = feature_refs(cfg)
         self.keys = cfg.features.join_keys
         # one feature per view stands for its row's event time (a row is written whole)

@@ -228,9 +228,12 @@ class TenantPredictor(ServedModel):
         """A fresh store object (the SQLite store keeps its connection open, so a replaced database
         file would never be seen again); failures here surface on the next request. At most once a
         second: opening a store rewrites its repo files and reads Feast's registry, on the event
-        loop, and an outage fails every request (100 a second under load)."""
+        loop, and an outage fails every request (100 a second under load). Not for Redis: redis-py's
+        pool reconnects by itself, and a reopen would only add registry reads to an outage."""
         from mlplatform.features.store import OnlineFeatures
 
+        if self.cfg.features.online_store.type != "sqlite":
+            return
         now = time.monotonic()
         if now - self._reopened_at < REOPEN_SECONDS:
             return
