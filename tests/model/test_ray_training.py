@@ -202,8 +202,22 @@ def long_lightgbm_fit() -> tuple:
     return lightgbm_ranker, cfg, ranking_frame(cfg, 1000, 3), ranking_frame(cfg, 100, 4)
 
 
+@pytest.fixture
+def own_ray():
+    """A local Ray of the test's own: no actor an earlier fit of this session left behind holds the
+    CPUs the two workers need (in a full CI run they never started), and what the test leaves when
+    it fails (a controller waiting on a dead group) goes with the shutdown: Ray Train's controller
+    is an actor of the driver's job (ray/train/v2/api/data_parallel_trainer.py), so later fits get
+    the CPUs back instead of waiting for them forever."""
+    import ray
+
+    ray.shutdown()
+    yield
+    ray.shutdown()
+
+
 @pytest.mark.parametrize("fit", [long_xgboost_fit, long_lightgbm_fit], ids=["xgboost", "lightgbm"])
-def test_a_worker_killed_mid_training_fails_the_step(tmp_path, fit):
+def test_a_worker_killed_mid_training_fails_the_step(tmp_path, fit, own_ray):
     """SIGKILL one of two workers while they boost: the fit fails (FailureConfig max_failures=0) with
     an error naming the tenant and the group, Ray's cause attached; no model comes back, and the
     surviving worker, waiting on its dead peer in the collective, does not hang the step."""
@@ -235,7 +249,9 @@ def test_a_worker_killed_mid_training_fails_the_step(tmp_path, fit):
     err = outcome["error"]
     assert isinstance(err, distributed.WorkerGroupFailed), repr(err)
     assert f"tenant {cfg.name!r}: training on 2 Ray Train worker(s) failed, no model was produced" in str(err)
-    # Ray's cause names the dead worker's actor: a failed health check when the kill lands while
-    # boosting, a failed initialisation when a busy machine's start-up is still running at the kill
-    assert ("A worker health check failed" in str(err)
-            or "At least one of the worker actors failed to initialize" in str(err)), str(err)
+    # Ray's cause names the dead worker's actor: a failed health check or the worker's task dying
+    # (whichever the controller sees first) when the kill lands while boosting, a failed
+    # initialisation when a busy machine's start-up is still running at the kill
+    causes = ("A worker health check failed", "The actor died unexpectedly before finishing this task",
+              "At least one of the worker actors failed to initialize")
+    assert any(cause in str(err) for cause in causes), str(err)
