@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, short durations (CI)")
     ap.add_argument("--home", help="a trained workspace to reuse (with --tenant-file)")
     ap.add_argument("--tenant-file", help="the fraud tenant file of --home")
+    ap.add_argument("--search-workspace", nargs=3, metavar=("TENANT_FILE", "HOME", "RUN_ID"),
+                    help="quick mode: a trained search workspace to serve instead of building one (the tests' own)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results.json"))
     ap.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--img-dir", default=None, help="default: <doc dir>/img")
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the skipped sections' figures (and their dates) from the existing --out file")
     args = ap.parse_args(argv)
     p = QUICK if args.quick else FULL
+    if args.search_workspace and not args.quick:
+        ap.error("--search-workspace is for --quick (full mode measures a search workspace built from scratch)")
+    prebuilt = args.search_workspace and tuple(map(Path, args.search_workspace[:2])) + (args.search_workspace[2],)
     skip = set(filter(None, args.skip.split(",")))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     work = Path(tempfile.mkdtemp(prefix="mlplatform-bench-"))
@@ -93,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                     "drift": lambda: drift_bench.run(p, work),
                     "shadow": lambda: shadow_bench.run(tenant, home, p, work),
                     "stream": lambda: reported(lambda: stream_bench.run(tenant, home, p, work)),
-                    # these two build their own workspaces (clean, under work); a failure is reported, not raised
-                    "search": lambda: reported(lambda: search_bench.run(p, work, args.quick)),
+                    # these build their own workspaces, clean, under work (quick search may copy --search-workspace's);
+                    # a failure is reported, not raised
+                    "search": lambda: reported(lambda: search_bench.run(p, work, args.quick, prebuilt)),
                     "scale": lambda: reported(lambda: scale_bench.run(p, work / "scale", args.quick)),
                     "letor": lambda: reported(lambda: letor_bench.run(p, work, args.quick)),
                     "recipe": lambda: reported(lambda: recipe_bench.run(p, work, args.quick))}

@@ -5,7 +5,8 @@
 1. Builds a trained search workspace from a clean temporary MLPLATFORM_HOME: the search tenant
    (examples/search/tenant.yaml) through the pipeline steps ingest, validate, features (Feast,
    BM25 + MiniLM index), train (LightGBM lambdarank via Ray), register. Full mode: the tenant's
-   own sizes (3,000 items, 600 queries); quick mode: a small catalog.
+   own sizes (3,000 items, 600 queries); quick mode: a small catalog, or a copy of a workspace
+   already trained (`bench.run --search-workspace`: the test suite passes its session's).
 2. In process, the real `RankingPredictor` (loaded by alias from MLflow, as the server loads it)
    answers the generated queries, each distinct and uncached (the query-embedding cache is cleared
    before each pass), after a warm-up with made-up queries of 1-10 words (the encoder prepares its
@@ -96,16 +97,37 @@ def build(work: Path, quick: bool, name: str = "search", encoder: dict | None = 
         raise FileExistsError(f"{home}: the search bench builds in a clean workspace")
     records = steps.run_all(tenant, home, "bench",
                             on_step=lambda name: print(f"bench: search workspace step {name}", flush=True))
+    return tenant, home, describe(raw, records)
+
+
+def reuse(tenant: Path, home: Path, run_id: str, work: Path) -> tuple[Path, Path, dict]:
+    """A search workspace trained elsewhere (the test suite's session build: quick mode only, its
+    figures are never published), copied under `work` so that what the bench serves and logs stays
+    out of it."""
+    import shutil
+
+    from mlplatform import steps
+    from mlplatform.config import load_tenant
+    from mlplatform.workspace import Workspace
+
+    name = load_tenant(tenant).name
+    records = {step: Workspace(home).read_step(name, run_id, step) for step in steps.STEPS}
+    copy = work / "search-home"
+    shutil.copytree(home, copy, ignore=shutil.ignore_patterns("ray", "predictions"))
+    return tenant, copy, describe(yaml.safe_load(tenant.read_text()), records) | {"reused": str(home)}
+
+
+def describe(raw: dict, records: dict[str, dict]) -> dict:
+    """What the section reports of the workspace it serves: its data, step times and model."""
     seconds = {name: round(rec["seconds"], 1) for name, rec in records.items()}
     m = records["train"]["metrics"]
-    info = {"generator_args": raw["data"]["generator_args"], "step_seconds": seconds,
+    return {"generator_args": raw["data"]["generator_args"], "step_seconds": seconds,
             "ndcg_at_10": round(m["ndcg_at_10"], 4),
             "ndcg_at_10_baseline_bm25": round(m.get("ndcg_at_10_baseline_bm25", float("nan")), 4),
             "recall_at_1000_fused": round(m.get("recall_at_1000_fused", float("nan")), 4),
             "registered": records["register"].get("aliases"),
             "encoder": {k: v for k, v in records["features"]["retrieval_index"]["encoder"].items()
                         if k in ("runtime", "precision", "int8_gate")}}
-    return tenant, home, info
 
 
 def warmup_queries(titles: list[str], count: int) -> list[str]:
@@ -157,7 +179,9 @@ def over_http(tenants: dict[str, Path], home: Path, cfg, queries: list[str], tit
 # --- the benchmark --------------------------------------------------------------------------------
 
 
-def run(p: dict, work: Path, quick: bool) -> dict:
+def run(p: dict, work: Path, quick: bool, prebuilt: tuple[Path, Path, str] | None = None) -> dict:
+    """`prebuilt`: (tenant file, home, run id) of a trained search workspace to serve instead of
+    building one (quick mode only)."""
     from mlplatform.config import load_tenant
     from mlplatform.serving.ranking_predictor import RankingPredictor
     from mlplatform.serving.server import limit_native_threads
@@ -166,7 +190,9 @@ def run(p: dict, work: Path, quick: bool) -> dict:
     q = PARAMS[quick] | {k[7:]: v for k, v in p.items() if k.startswith("search_")}
     work = Path(work)
     t = time.monotonic()
-    tenant, home, built = build(work, quick)
+    if prebuilt and not quick:
+        raise ValueError("the search section reuses a workspace in quick mode only (full mode builds its own)")
+    tenant, home, built = reuse(*prebuilt, work) if prebuilt else build(work, quick)
     built["seconds"] = round(time.monotonic() - t, 1)
     cfg, ws = load_tenant(tenant), Workspace(home.resolve())
     r = cfg.ranking
@@ -279,8 +305,10 @@ def markdown(sr: dict, img_rel: str, images: list[str]) -> list[str]:
     tst, http, hq = sr["in_process_torch"], sr["http"], sr["http"]["queries"]
     L = [f"## Search (retrieve {f['candidates']:,} candidates, rank {f['rerank']}, return {f['top_n']})", ""]
     ip = sr["in_process"]
-    L += [f"`bench/search_bench.py`: the search tenant built from a clean workspace ({w['generator_args']}; "
-          f"pipeline steps {w['seconds']} s; ranker NDCG@10 {w['ndcg_at_10']} vs BM25 only "
+    origin = (f"a copy of the search workspace trained at {w['reused']} ({w['generator_args']}; pipeline steps "
+              f"{sum(w['step_seconds'].values()):.1f} s there" if w.get("reused") else
+              f"the search tenant built from a clean workspace ({w['generator_args']}; pipeline steps {w['seconds']} s")
+    L += [f"`bench/search_bench.py`: {origin}; ranker NDCG@10 {w['ndcg_at_10']} vs BM25 only "
           f"{w['ndcg_at_10_baseline_bm25']}), the real `RankingPredictor` in process: catalog {f['catalog']:,} items "
           f"-> {f['candidates']:,} candidates (BM25 + MiniLM/faiss, RRF) -> {f['rerank']} ranked by LightGBM -> "
           f"top {f['top_n']}. {q['measured']} distinct generated queries, none cached (every request embeds its "

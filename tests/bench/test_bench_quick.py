@@ -15,12 +15,13 @@ SECTIONS = {"machine", "serving", "lookup", "training", "workers", "drift", "sha
 
 
 @pytest.mark.slow
-def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
+def test_bench_quick_mode_writes_every_section(trained_fraud, trained_search, tmp_path):
     require(shutil.which("wrk") is not None, "wrk (apt-get install wrk) for the saturation runs")
     from bench.run import main
 
     out, doc = tmp_path / "results.json", tmp_path / "docs" / "benchmarks.md"
     assert main(["--quick", "--home", str(trained_fraud.home), "--tenant-file", str(trained_fraud.tenant_file),
+                 "--search-workspace", str(trained_search.tenant_file), str(trained_search.home), trained_search.run_id,
                  "--out", str(out), "--doc", str(doc)]) == 0
     results = json.loads(out.read_text())
     assert SECTIONS <= set(results)
@@ -37,9 +38,10 @@ def test_bench_quick_mode_writes_every_section(trained_fraud, tmp_path):
         assert set(case["ways"]) == {"direct", "ray_1", "ray_2"}
         assert all(w["seconds"] > 0 and 0 < w["metric"] <= 1 for w in case["ways"].values())
     assert results["drift"]["status"] in {"ok"} or results["drift"]["status"].startswith("not yet available")
-    # search: a search workspace built from scratch, the predictor's stages in process, the server over HTTP
+    # search: the session's search workspace (copied), the predictor's stages in process, the server over HTTP
     search = results["search"]
     assert search["status"] == "ok", search
+    assert search["workspace"]["reused"] == str(trained_search.home)
     assert search["workspace"]["registered"] == ["champion"]
     stages = search["in_process"]["stages"]
     assert {"embed", "retrieve", "features", "score", "respond", "stages_total"} <= set(stages)
