@@ -51,8 +51,10 @@ def markdown(results: dict, img_rel: str, images: list[str]) -> str:
          f"- Python {m['python']}, {m['os']}; {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; {m['wrk']}",
          ""]
     if len(set(results.get("section_dates", {}).values())) > 1:
-        L += ["Sections measured on different runs (each run on an idle machine; `--skip ... --merge`): "
-              + ", ".join(f"{k} {v}" for k, v in results["section_dates"].items()) + ".", ""]
+        L += ["Sections measured on different runs (`--skip ... --merge`): "
+              + ", ".join(f"{k} {v}" for k, v in results["section_dates"].items())
+              + ". The table below gives each one's machine and its load average at start: load slows the "
+              "timings, not the quality figures (NDCG, PR-AUC, recall).", ""]
         L += _section_machines(results)
     if results["mode"] == "quick":
         L += ["> **Quick mode**: tiny sizes and short durations, to prove the machinery runs. "
