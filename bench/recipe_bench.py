@@ -238,6 +238,8 @@ def _spread(c: dict) -> str:
 
 
 def markdown(r: dict) -> list[str]:
+    from mlplatform.training import xgboost_trainer
+
     L = ["", "## Training recipe vs library defaults", ""]
     if r.get("status") != "ok":
         return L + [str(r.get("status", "not run")), ""]
@@ -252,19 +254,27 @@ def markdown(r: dict) -> list[str]:
           f"{', '.join(f'{k} {v}' for k, v in rk['noise_sd'].items())}; a cell's queries are 80% training, 20% "
           "validation). Recipe: the tenant `tenant new --from-letor` writes (Ray Tune search); default: "
           "`LGBMRanker()`.", "",
+          "The last column counts the seeds where the search found no evidence against its baseline (LightGBM's "
+          "defaults, 100 rounds) and trained it: a ratio of exactly 1.000 there is the recipe being the defaults.", "",
           "| queries | noise | median ratio | spread over seeds | recipe NDCG@10 (mean) | default NDCG@10 (mean) | "
-          "recipe s / default s (mean) |", "|---|---|---|---|---|---|---|"]
+          "recipe s / default s (mean) | defaults kept |", "|---|---|---|---|---|---|---|---|"]
     for c in rk["cells"]:
-        L.append(_row(f"{c['queries']:,} | {c['noise']}", c))
+        kept = sum(1 for s in c["per_seed"] if "rounds" in (s.get("selected") or {}))
+        L.append(_row(f"{c['queries']:,} | {c['noise']}", c) + f" {kept} of {len(c['per_seed'])} |")
     sim = cl["simulation"]
     L += ["", f"**Classification** (PR-AUC on {cl['test_rows']:,} test rows at the cell's positive rate, from the "
           f"last {sim['test_days']} days of a {sim['days']}-day fraud simulation of {sim['customers']:,} cards; a "
           "cell's rows are drawn from the days before, the newest 20% the validation window). Recipe: the fraud "
-          "tenant's model section; default: `XGBClassifier()`.", "",
+          "tenant's model section; default: `XGBClassifier()`. The last column counts the seeds whose validation "
+          "window held too few positives to choose the rounds on (`model.split.min_validation_positives`), so the "
+          "recipe chose them over time folds; with fewer than "
+          f"{xgboost_trainer.AUTO_WEIGHT_BELOW} training positives it also weighs positives by the class ratio "
+          "(`imbalance: auto`). A default fit does neither.", "",
           "| rows | positive rate | median ratio | spread over seeds | recipe PR-AUC (mean) | default PR-AUC (mean) | "
-          "recipe s / default s (mean) |", "|---|---|---|---|---|---|---|"]
+          "recipe s / default s (mean) | rounds over time folds |", "|---|---|---|---|---|---|---|---|"]
     for c in cl["cells"]:
-        L.append(_row(f"{c['rows']:,} | {c['rate']:.1%}", c))
+        folds = sum(1 for s in c["per_seed"] if (s.get("selection") or {}).get("rule") == "time folds")
+        L.append(_row(f"{c['rows']:,} | {c['rate']:.1%}", c) + f" {folds} of {len(c['per_seed'])} |")
     return L + [""]
 
 
