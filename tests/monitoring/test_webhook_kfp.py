@@ -82,12 +82,18 @@ def test_an_alert_creates_a_run_of_the_compiled_pipeline(tmp_path, kfp_api, tena
     assert params == {"tenant": tenant_file.read_text(), "run_id": f"retrain-{stamp}"}
     assert TenantConfig.model_validate(yaml.safe_load(params["tenant"])).name == "fraud"
     # the spec is the compiled train_deploy, caching off for every task (a retrain reads fresh data)
+    tasks = create.pipeline_spec["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert all(t["cachingOptions"].get("enableCache", False) is False for t in tasks.values())
+    assert_is_compiled_train_deploy(create.pipeline_spec)
+
+
+def assert_is_compiled_train_deploy(sent: dict) -> None:
+    """`sent` (a created run's pipeline_spec) is pipelines/compiled/train_deploy.yaml, both documents,
+    caching options aside (a client may set them per run)."""
     pipeline_doc, platform_doc = yaml.safe_load_all(COMPILED.read_text())
-    sent = create.pipeline_spec
     assert sent["platform_spec"] == normalized(platform_doc, pipeline_spec_pb2.PlatformSpec())
     tasks = sent["pipeline_spec"]["root"]["dag"]["tasks"]
     assert set(tasks) == {"ingest", "validate", "features", "stage", "train", "register"}
-    assert all(t["cachingOptions"].get("enableCache", False) is False for t in tasks.values())
     expected = normalized(pipeline_doc, pipeline_spec_pb2.PipelineSpec())
     for t in (*tasks.values(), *expected["root"]["dag"]["tasks"].values()):
         t.pop("cachingOptions", None)

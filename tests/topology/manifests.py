@@ -1,5 +1,6 @@
-"""The containers the topology tests run, taken from what the cluster would run: the tenant chart
-rendered by the project's own Helm rendering (mlplatform.verify.render, Helm's Go engine).
+"""The containers the topology tests run, taken from what the cluster would run: the tenant and
+platform charts rendered by the project's own Helm rendering (mlplatform.verify.render, Helm's Go
+engine).
 
 Everything the sandbox enforces for the predictor (securityContext, the /tmp emptyDir, the tenant
 ConfigMap mounted read-only at /etc/mlplatform) comes from that rendered manifest
@@ -26,20 +27,38 @@ def rendered_tenant(values: dict[str, Any]) -> list[dict[str, Any]]:
     return objects
 
 
+def rendered_platform(values: dict[str, Any]) -> list[dict[str, Any]]:
+    objects, _, _ = render.render(REPO / "charts" / "mlplatform", values, "mlplatform")
+    return objects
+
+
+def config_maps(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+
+
+def pod_of(objects: list[dict[str, Any]], kind: str, name: str) -> tuple[dict, dict]:
+    """(pod spec, its one container) of the Deployment or CronJob called `name`."""
+    (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    template = obj["spec"]["jobTemplate"]["spec"]["template"] if kind == "CronJob" else obj["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    return template["spec"], container
+
+
 def predictor_pod(objects: list[dict[str, Any]]) -> tuple[dict, dict, dict[str, dict[str, str]]]:
     """(pod spec, predictor container, {ConfigMap name: data}) of the stable InferenceService."""
     (isvc,) = [o for o in objects if o["kind"] == "InferenceService"
                and o["metadata"]["labels"].get("mlplatform.io/role") == "stable"]
     pod = isvc["spec"]["predictor"]
     (container,) = pod["containers"]
-    config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
-    return pod, container, config_maps
+    return pod, container, config_maps(objects)
 
 
 def service_hosts(env: dict[str, str], address: str = "127.0.0.1") -> dict[str, str]:
-    """The hostnames of the services the settings name (MLflow, Redis, Feast's registry) -> `address`:
-    in the sandbox the cluster's Service names resolve to this machine."""
+    """The hostnames of the services the settings name (MLflow, Redis, Feast's registry, the KFP API)
+    -> `address`: in the sandbox the cluster's Service names resolve to this machine."""
     hosts = {}
+    if "KFP_HOST" in env:
+        hosts[urlsplit(env["KFP_HOST"]).hostname] = address
     if services.TRACKING in env:
         hosts[urlsplit(env[services.TRACKING]).hostname] = address
     if services.REDIS in env:
@@ -53,8 +72,8 @@ def predictor(scratch: Path, values: dict[str, Any] | None = None) -> tuple[Cont
     """The predictor container of the tenant chart rendered with `values` (default: the fraud
     tenant file as it is), and a sandbox of its own under `scratch`."""
     values = values if values is not None else render.load_values(FRAUD_TENANT)
-    pod, spec, config_maps = predictor_pod(rendered_tenant(values))
-    container = Container.from_pod(pod, spec, scratch, config_maps)
+    pod, spec, maps = predictor_pod(rendered_tenant(values))
+    container = Container.from_pod(pod, spec, scratch, maps)
     return container, Sandbox(scratch, service_hosts(container.env))
 
 

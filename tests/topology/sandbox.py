@@ -3,7 +3,9 @@
 What the process gets is read from the manifest (never from a second, hand-written list):
 - the image's filesystem, read-only: a fresh root holding only the system's /usr and /etc, the
   image's venv (IMAGE_VENV, at its own path; built by `make image-venv` as the Dockerfile installs it)
-  and an empty, root-owned /app (the image's WORKDIR; the working directory);
+  and /app, the image's WORKDIR and the working directory, holding what the Dockerfile's `COPY . .`
+  puts there (image_app(): the build context less .dockerignore, root-owned), so a container that
+  reads a file the image ships (the webhook's PIPELINE_PACKAGE) reads it where the image has it;
 - writable only the volumes the container mounts: each emptyDir a private directory of this
   sandbox, each ConfigMap its data written to a private directory and bound read-only; /tmp, when
   the manifest mounts nothing there, is an empty read-only directory (the host's /tmp stays hidden);
@@ -18,9 +20,13 @@ The network namespace is shared with the host: the pod's Service addresses are 1
 
 from __future__ import annotations
 
+import atexit
+import fnmatch
+import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +47,44 @@ IMAGE_ENV = {
     "LANG": "C.UTF-8",  # the base image's (python:3.11-slim) own ENV
 }
 IMAGE_WORKDIR = "/app"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore's `patterns` exclude `path` (or a folder above it). Covers the forms the
+    project's .dockerignore uses: names, `**/name` and globs; no `!` exceptions."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    for pattern in patterns:
+        if pattern.startswith("**/"):
+            if any(fnmatch.fnmatch(part, pattern[3:]) for part in parts):
+                return True
+        elif any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes):
+            return True
+    return False
+
+
+@functools.cache
+def image_app() -> Path:
+    """The image's /app: the files `git ls-files` knows (tracked, and new ones not git-ignored),
+    less what .dockerignore keeps out of the build context; copied once per test session, root-owned
+    and world-readable as `COPY . .` leaves them."""
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    app = Path(tempfile.mkdtemp(prefix="mlplatform-image-app-"))
+    atexit.register(shutil.rmtree, app, True)
+    for name in filter(None, listed):
+        source = REPO / name
+        if _docker_ignored(name, patterns) or not source.is_file():  # deleted in the work tree
+            continue
+        target = app / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    for path in [app, *app.rglob("*")]:  # a+rX: executables stay executable
+        os.chmod(path, 0o755 if path.is_dir() or path.stat().st_mode & 0o100 else 0o644)
+    return app
 
 
 class ManifestError(ValueError):
@@ -140,9 +184,6 @@ class Sandbox:
 
     def command(self, container: Container, argv: list[str] | None = None) -> list[str]:
         """The bwrap + setpriv command line that runs `argv` (default: the container's own)."""
-        workdir = self.scratch / "workdir"  # empty and root-owned, as the image's /app is to uid 10001
-        workdir.mkdir(exist_ok=True)
-        os.chmod(workdir, 0o755)
         cmd = [shutil.which("bwrap") or "bwrap", "--tmpfs", "/", "--ro-bind", "/usr", "/usr", "--tmpfs", "/etc"]
         # /etc entry by entry (their own modes: /etc/shadow stays root's), so that the manifest can
         # mount under /etc (the tenant ConfigMap at /etc/mlplatform) and /etc/hosts is this sandbox's
@@ -161,7 +202,7 @@ class Sandbox:
         for parent in reversed(Path(IMAGE_PYTHON_HOME).parents[:-1]):
             cmd += ["--perms", "0755", "--dir", str(parent)]
         cmd += ["--ro-bind", str(IMAGE_VENV), IMAGE_PYTHON_HOME,
-                "--ro-bind", str(workdir), IMAGE_WORKDIR,
+                "--ro-bind", str(image_app()), IMAGE_WORKDIR,
                 "--dev", "/dev", "--proc", "/proc",
                 # every container gets a private /dev/shm (tmpfs, 1777) from its runtime; joblib and
                 # multiprocessing's semaphores need it

@@ -40,8 +40,8 @@ from mlplatform.workspace import Workspace
 from tests.conftest import require, write_small_fraud_tenant
 from tests.search.conftest import write_small_search_tenant
 from tests.topology.launcher import PipelineRun, TaskRun
-from tests.topology.manifests import (CLUSTER_MLFLOW, CLUSTER_POSTGRES, chart_values, predictor, rendered_tenant,
-                                      service_hosts)
+from tests.topology.manifests import (CLUSTER_MLFLOW, CLUSTER_POSTGRES, chart_values, config_maps, predictor,
+                                      rendered_tenant, service_hosts)
 from tests.topology.sandbox import Container, Sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.usefixtures("can_sandbox", "restore_tracking_uri")]
@@ -138,12 +138,12 @@ def test_the_compiled_pipeline_trains_and_the_charts_predictor_serves_each_in_it
             tenant_file.parent.mkdir()
             tenant_file.write_text(yaml.safe_dump(values, sort_keys=False))
             objects = rendered_tenant(values)
-            config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
-            hosts = service_hosts(config_maps["mlplatform-services"])
+            maps = config_maps(objects)
+            hosts = service_hosts(maps["mlplatform-services"])
             assert set(hosts) == {CLUSTER_MLFLOW, "redis.mlplatform.svc.cluster.local", CLUSTER_POSTGRES}
 
             run = PipelineRun(tmp_path / "pipeline", {"tenant": tenant_file.read_text(), "run_id": "topo",
-                                                       "mode": "cluster"}, config_maps, hosts)
+                                                       "mode": "cluster"}, maps, hosts)
             for task in ("ingest", "validate", "features", "stage"):
                 done = run.run(task)
                 assert done.returncode == 0, f"task {task} failed:\n{done.log}"

@@ -1,0 +1,138 @@
+"""What starts a retraining run on a cluster, each run as its pod would run it (tests/topology/sandbox.py):
+the tenant chart's retrain CronJob container and the platform chart's webhook Deployment, from their
+rendered manifests (command, args, env, mounts, securityContext), against a local endpoint that
+STANDS IN FOR THE KFP API SERVER (tests/monitoring/kfp_api_standin.py: no KFP API server can run here;
+it parses every body with kfp_server_api's own models and rejects what the server would). The
+containers reach it under the cluster's Service name, which the sandbox's /etc/hosts maps here.
+
+Both read the compiled pipeline where the image has it (/app/pipelines/compiled, the Dockerfile's
+COPY) and write nothing but their /tmp emptyDir (read-only root)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+import yaml
+
+from mlplatform.config import TenantConfig
+from mlplatform.processes import free_port
+from mlplatform.verify import render
+from tests.monitoring.kfp_api_standin import KfpApiStandIn
+from tests.monitoring.test_webhook import alert, payload
+from tests.monitoring.test_webhook_kfp import assert_is_compiled_train_deploy
+from tests.topology.manifests import (FRAUD_TENANT, config_maps, pod_of, rendered_platform, rendered_tenant,
+                                      service_hosts)
+from tests.topology.sandbox import Container, Sandbox, image_app
+
+pytestmark = pytest.mark.usefixtures("can_sandbox")
+
+KFP_SERVICE = "ml-pipeline.kubeflow.svc.cluster.local"  # KFP standalone's API Service (namespace kubeflow)
+
+
+@pytest.fixture
+def kfp_api():
+    server = KfpApiStandIn().start()
+    yield server
+    server.stop()
+
+
+def kfp_host(server: KfpApiStandIn) -> str:
+    """The stand-in under the cluster's Service name (its port is the only difference)."""
+    return f"http://{KFP_SERVICE}:{server.server.port}"
+
+
+def created_runs(server: KfpApiStandIn) -> list:
+    return [body for method, what, body in server.calls if (method, what) == ("POST", "runs")]
+
+
+def test_the_tenants_retrain_cronjob_starts_a_run_with_the_tenant_file_the_cluster_holds(tmp_path, kfp_api):
+    values = render.load_values(FRAUD_TENANT)
+    values["cluster"]["kfp_host"] = kfp_host(kfp_api)
+    objects = rendered_tenant(values)
+    pod, spec = pod_of(objects, "CronJob", f"{values['name']}-retrain")
+    maps = config_maps(objects)
+    container = Container.from_pod(pod, spec, tmp_path / "trigger", maps)
+    assert container.uid == 10001 and {v.mount_path for v in container.volumes} == {"/tmp", "/etc/mlplatform"}
+
+    done = Sandbox(tmp_path / "trigger", service_hosts(container.env)).run(container, timeout=300)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    (create,) = created_runs(kfp_api)
+    assert f"started run {create.run_id}" in done.stdout
+    (experiment,) = kfp_api.experiments.values()
+    assert experiment.display_name == values["name"] == create.display_name.removesuffix("-scheduled-retrain")
+    assert create.experiment_id == experiment.experiment_id
+    # the run's tenant is the ConfigMap the tenant chart installed, not a file baked into the image
+    assert create.runtime_config.parameters == {"tenant": maps[f"{values['name']}-tenant"]["tenant.yaml"]}
+    assert_is_compiled_train_deploy(create.pipeline_spec)
+
+
+def start_webhook(tmp_path, kfp_api) -> tuple[Container, Sandbox, str]:
+    port = free_port()
+    command = rendered_platform({})  # the chart's default command, with a port free on this machine
+    _, default = pod_of(command, "Deployment", "retrain-webhook")
+    argv = [*default["command"][:-1], str(port)]
+    assert default["command"][-2] == "--port"
+    objects = rendered_platform({"webhook": {"port": port, "command": argv, "kfp_host": kfp_host(kfp_api)}})
+    pod, spec = pod_of(objects, "Deployment", "retrain-webhook")
+    container = Container.from_pod(pod, spec, tmp_path / "webhook", config_maps(objects))
+    assert {v.mount_path for v in container.volumes} == {"/tmp"}
+    return container, Sandbox(tmp_path / "webhook", service_hosts(container.env)), f"http://127.0.0.1:{port}"
+
+
+def wait_healthy(url: str, process, log) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the webhook exited with {process.returncode}:\n{log.read_text()[-4000:]}"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"the webhook did not answer within 120 s:\n{log.read_text()[-4000:]}")
+
+
+def test_the_platform_webhook_turns_an_alert_into_a_kfp_run(tmp_path, kfp_api):
+    container, box, url = start_webhook(tmp_path, kfp_api)
+    log = tmp_path / "webhook.log"
+    process = box.start(container, log)
+    try:
+        wait_healthy(url, process, log)
+        answer = httpx.post(f"{url}/alerts", json=payload(alert(fp="a1"), alert(fp="a2")), timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert [r["outcome"] for r in answer.json()["results"]] == ["started", "active"]
+        counted = ('mlplatform_webhook_alerts_total{alertname="MLPlatformFeatureDrift",outcome="started",'
+                   'tenant="fraud"} 1.0')
+        assert counted in httpx.get(f"{url}/metrics").text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    (create,) = created_runs(kfp_api)
+    assert kfp_api.experiments[create.experiment_id].display_name == "fraud"
+    assert_is_compiled_train_deploy(create.pipeline_spec)  # read from /app, where the image ships it
+    params = create.runtime_config.parameters
+    assert set(params) == {"tenant", "run_id"} and params["run_id"].startswith("retrain-")
+    # a valid tenant file for the alert's tenant. It is the image's copy (/app/examples/fraud), not
+    # the tenant ConfigMap the cluster holds, which lives in the tenant's namespace: issue #12.
+    assert TenantConfig.model_validate(yaml.safe_load(params["tenant"])).name == "fraud"
+    assert params["tenant"] == (image_app() / "examples" / "fraud" / "tenant.yaml").read_text()
+    # nothing but its /tmp emptyDir was writable, and the webhook kept its record in KFP, not there
+    (scratch,) = [v.source for v in container.volumes if v.mount_path == "/tmp"]
+    assert not list(scratch.rglob("state.json"))
+
+
+def test_the_quality_cronjob_with_no_prediction_log_in_its_pod_fails_loudly_and_pushes_nothing(tmp_path):
+    """The tenant's quality CronJob as rendered. On a cluster no process shares a prediction log with
+    it yet (the predictor logs to its own /tmp; issue #12), so today it must fail with the reason
+    rather than push a fresh timestamp over no measurement (MLPlatformQualityJobStale then fires)."""
+    values = render.load_values(FRAUD_TENANT)
+    objects = rendered_tenant(values)
+    pod, spec = pod_of(objects, "CronJob", f"{values['name']}-quality")
+    container = Container.from_pod(pod, spec, tmp_path / "quality", config_maps(objects))
+    assert container.argv == ["mlplatform", "quality-job", "/etc/mlplatform/tenant.yaml"]
+    done = Sandbox(tmp_path / "quality", service_hosts(container.env)).run(container, timeout=300)
+    assert done.returncode == 2, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    message = " ".join(done.stderr.split())
+    assert f"no logged predictions for {values['name']}" in message and "nothing pushed" in message, message
