@@ -14,6 +14,10 @@ from mlplatform import services
 from mlplatform.config import FeatureRegistry, OnlineStore, TenantConfig, TenantConfigError
 
 
+class UnknownTenant(LookupError):
+    """No tenant of this name anywhere the caller looks (no file; on a cluster, no tenant ConfigMap)."""
+
+
 def tenant_candidates(name: str, environ: Mapping[str, str] = os.environ) -> list[Path]:
     """Where a tenant called `name` may live, in the order they are tried."""
     places = []
@@ -36,6 +40,14 @@ def resolve_tenant_path(name_or_path: str | Path, environ: Mapping[str, str] = o
             return place.resolve()
     looked = "\n".join(f"  - {p if p.is_absolute() else Path.cwd() / p}" for p in [given, *places])
     raise TenantConfigError(f"no tenant {str(name_or_path)!r}; looked for a tenant file at:\n{looked}")
+
+
+def tenant_file(name: str) -> Path:
+    """resolve_tenant_path for a tenant's name; UnknownTenant when no candidate file exists."""
+    try:
+        return resolve_tenant_path(name)
+    except TenantConfigError as err:  # it looked everywhere and found no file
+        raise UnknownTenant(str(err)) from None
 
 
 def apply_env_overrides(cfg: TenantConfig, environ: Mapping[str, str] = os.environ) -> TenantConfig:

@@ -50,7 +50,8 @@ def test_every_role_is_least_privilege(tenant):
     """The pipeline runner's and (with canary and shadow on) the rollout controller's; the latter's
     every request is checked against its Role in test_rollout_controller.py."""
     roles = _by_kind(tenant, "Role")
-    assert {r["metadata"]["name"] for r in roles} <= {f"{tenant.release}-pipeline-runner", f"{tenant.release}-rollout"}
+    assert {r["metadata"]["name"] for r in roles} <= {f"{tenant.release}-pipeline-runner", f"{tenant.release}-rollout",
+                                                       f"{tenant.release}-tenant-file-reader"}
     for role in roles:
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
@@ -59,6 +60,29 @@ def test_every_role_is_least_privilege(tenant):
             if {"patch", "update"} & set(rule["verbs"]):
                 assert rule.get("resourceNames"), "writes must be limited to the tenant's own objects"
                 assert all(n.startswith(tenant.release) for n in rule["resourceNames"])
+
+
+def test_the_platform_webhook_may_read_the_tenant_file_and_nothing_else(tenant, cases):
+    """The webhook (charts/mlplatform) reads `<tenant>-tenant` through the API at each alert
+    (mlplatform/monitoring/tenant_configmaps.py): that ConfigMap, `get` only, bound to its account."""
+    from mlplatform.monitoring.tenant_configmaps import KEY, WEBHOOK_SERVICE_ACCOUNT, configmap_name
+
+    name = tenant.release
+    (role,) = [r for r in _by_kind(tenant, "Role") if r["metadata"]["name"] == f"{name}-tenant-file-reader"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [configmap_name(name)],
+                              "verbs": ["get"]}]
+    (configmap,) = [c for c in _by_kind(tenant, "ConfigMap") if c["metadata"]["name"] == configmap_name(name)]
+    assert KEY in configmap["data"]
+    (binding,) = [b for b in _by_kind(tenant, "RoleBinding") if b["roleRef"]["name"] == role["metadata"]["name"]]
+    platform = _case(cases, "mlplatform/defaults")
+    (webhook,) = [o for o in platform.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "retrain-webhook"]
+    pod = webhook["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == WEBHOOK_SERVICE_ACCOUNT
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": WEBHOOK_SERVICE_ACCOUNT,
+                                    "namespace": webhook["metadata"]["namespace"]}]
+    assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == WEBHOOK_SERVICE_ACCOUNT for o in platform.objects)
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "api-token"]
+    assert mount["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"  # where load_incluster_config reads
 
 
 def test_quota_and_limits_exist(tenant):

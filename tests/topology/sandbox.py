@@ -7,7 +7,8 @@ What the process gets is read from the manifest (never from a second, hand-writt
   puts there (image_app(): the build context less .dockerignore, root-owned), so a container that
   reads a file the image ships (the webhook's PIPELINE_PACKAGE) reads it where the image has it;
 - writable only the volumes the container mounts: each emptyDir a private directory of this
-  sandbox, each ConfigMap its data written to a private directory and bound read-only; /tmp, when
+  sandbox, each ConfigMap its data written to a private directory and bound read-only, a projected
+  ServiceAccount token volume the same way with what the kubelet would put there (ApiAccess); /tmp, when
   the manifest mounts nothing there, is an empty read-only directory (the host's /tmp stays hidden);
 - only the image's ENV (Dockerfile) and the manifest's env; the service hostnames the env names
   resolve through a private /etc/hosts to where the test runs those services;
@@ -124,9 +125,11 @@ class Container:
 
     @classmethod
     def from_pod(cls, pod_spec: Mapping[str, Any], container: Mapping[str, Any], scratch: Path,
-                 config_maps: Mapping[str, Mapping[str, str]] = {}) -> "Container":
+                 config_maps: Mapping[str, Mapping[str, str]] = {}, api: "ApiAccess | None" = None) -> "Container":
         """`pod_spec` and `container` as rendered; `config_maps` maps a ConfigMap's name to its data
-        (from the same render); each volume becomes a private directory under `scratch`."""
+        (from the same render); each volume becomes a private directory under `scratch`. `api`: what
+        the kubelet gives a pod towards the API server (its Service in the env, the token a projected
+        serviceAccountToken source holds, the pod's namespace for downwardAPI)."""
         sc = {**pod_spec.get("securityContext", {}), **container.get("securityContext", {})}
         if not sc.get("readOnlyRootFilesystem"):
             raise ManifestError(f"{container['name']}: the harness runs only readOnlyRootFilesystem containers")
@@ -137,6 +140,8 @@ class Container:
         if container.get("workingDir") not in (None, IMAGE_WORKDIR):
             raise ManifestError(f"{container['name']}: workingDir {container['workingDir']} is not modelled")
         env = {}
+        if api is not None:  # the kubelet sets these in every container, before the manifest's env
+            env |= {"KUBERNETES_SERVICE_HOST": api.host, "KUBERNETES_SERVICE_PORT": str(api.port)}
         for item in container.get("env", []):
             if "value" not in item:
                 raise ManifestError(f"{container['name']}: env {item['name']} is not a literal value")
@@ -154,8 +159,13 @@ class Container:
                 for key, text in data.items():
                     (source / key).write_text(text)
                 writable = False  # kubelet mounts ConfigMaps read-only whatever the mount says
+            elif "projected" in volume:
+                for key, text in _projected(container["name"], volume["projected"], config_maps, api).items():
+                    (source / key).write_text(text)
+                    os.chmod(source / key, 0o644)
+                writable = False
             else:
-                raise ManifestError(f"{container['name']}: volume {mount['name']} is neither emptyDir nor configMap")
+                raise ManifestError(f"{container['name']}: volume {mount['name']} is not an emptyDir, configMap or projected")
             if writable:
                 os.chown(source, sc["runAsUser"], sc["runAsGroup"])  # fsGroup's effect on an emptyDir
             else:
@@ -163,6 +173,40 @@ class Container:
             volumes.append(Volume(mount["mountPath"], source, writable))
         return cls(container["name"], [*container.get("command", []), *container.get("args", [])], env,
                    int(sc["runAsUser"]), int(sc["runAsGroup"]), volumes)
+
+
+@dataclass
+class ApiAccess:
+    """The API server as the kubelet presents it to a pod (KUBERNETES_SERVICE_HOST/PORT) and what
+    a projected volume of the pod holds: the token issued for its ServiceAccount, the pod's namespace;
+    the CA comes with `config_maps` as kube-root-ca.crt."""
+
+    host: str
+    port: int
+    token: str
+    namespace: str
+
+
+def _projected(container: str, projected: Mapping[str, Any], config_maps: Mapping[str, Mapping[str, str]],
+               api: ApiAccess | None) -> dict[str, str]:
+    """The files of a projected volume: serviceAccountToken, configMap items, downwardAPI namespace."""
+    files = {}
+    for source in projected["sources"]:
+        if "serviceAccountToken" in source:
+            if api is None:
+                raise ManifestError(f"{container}: mounts a ServiceAccount token but the test gave no API access")
+            files[source["serviceAccountToken"]["path"]] = api.token
+        elif "configMap" in source:
+            data = config_maps[source["configMap"]["name"]]
+            files |= {item["path"]: data[item["key"]] for item in source["configMap"]["items"]}
+        elif "downwardAPI" in source:
+            for item in source["downwardAPI"]["items"]:
+                if item.get("fieldRef", {}).get("fieldPath") != "metadata.namespace" or api is None:
+                    raise ManifestError(f"{container}: downwardAPI item {item} is not modelled")
+                files[item["path"]] = api.namespace
+        else:
+            raise ManifestError(f"{container}: projected source {sorted(source)} is not modelled")
+    return files
 
 
 class Sandbox:
@@ -211,7 +255,12 @@ class Sandbox:
             empty = self.scratch / "no-tmp"
             empty.mkdir(exist_ok=True)
             cmd += ["--ro-bind", str(empty), "/tmp"]
+        made = {"/etc", "/tmp", "/dev", "/proc", IMAGE_WORKDIR}
         for v in container.volumes:
+            for parent in reversed(Path(v.mount_path).parents[:-1]):  # e.g. /var/run/secrets for a token
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    cmd += ["--perms", "0755", "--dir", str(parent)]
             cmd += ["--bind" if v.writable else "--ro-bind", str(v.source), v.mount_path]
         cmd += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
                 "--clearenv"]

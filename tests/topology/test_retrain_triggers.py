@@ -3,20 +3,22 @@ the tenant chart's retrain CronJob container and the platform chart's webhook De
 rendered manifests (command, args, env, mounts, securityContext), against a local endpoint that
 STANDS IN FOR THE KFP API SERVER (tests/monitoring/kfp_api_standin.py: no KFP API server can run here;
 it parses every body with kfp_server_api's own models and rejects what the server would). The
-containers reach it under the cluster's Service name, which the sandbox's /etc/hosts maps here.
+containers reach it under the cluster's Service name, which the sandbox's /etc/hosts maps here. The
+webhook also reads each tenant's file through the Kubernetes API: an HTTPS stand-in for the API
+server (tests/topology/kube_api_standin.py) authenticates its projected token and authorizes by
+the RBAC objects the charts render.
 
 Both read the compiled pipeline where the image has it (/app/pipelines/compiled, the Dockerfile's
 COPY) and write nothing but their /tmp emptyDir (read-only root)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import httpx
 import pytest
-import yaml
 
-from mlplatform.config import TenantConfig
 from mlplatform.processes import free_port
 from mlplatform.verify import render
 from tests.monitoring.kfp_api_standin import KfpApiStandIn
@@ -24,7 +26,8 @@ from tests.monitoring.test_webhook import alert, payload
 from tests.monitoring.test_webhook_kfp import assert_is_compiled_train_deploy
 from tests.topology.manifests import (FRAUD_TENANT, config_maps, pod_of, rendered_platform, rendered_tenant,
                                       service_hosts)
-from tests.topology.sandbox import Container, Sandbox, image_app
+from tests.topology.kube_api_standin import HOST, KubeApiStandIn
+from tests.topology.sandbox import ApiAccess, Container, Sandbox
 
 pytestmark = pytest.mark.usefixtures("can_sandbox")
 
@@ -68,17 +71,33 @@ def test_the_tenants_retrain_cronjob_starts_a_run_with_the_tenant_file_the_clust
     assert_is_compiled_train_deploy(create.pipeline_spec)
 
 
-def start_webhook(tmp_path, kfp_api) -> tuple[Container, Sandbox, str]:
+def tenant_objects(name: str) -> tuple[list[dict], str]:
+    """The fraud tenant chart installed under another name (one the image has no file for), and the
+    tenant file its ConfigMap holds."""
+    values = render.load_values(FRAUD_TENANT)
+    values["name"] = name
+    objects = rendered_tenant(values)
+    return objects, config_maps(objects)[f"{name}-tenant"]["tenant.yaml"]
+
+
+def start_webhook(tmp_path, kfp_api, kube_api) -> tuple[subprocess.Popen, Container, str]:
     port = free_port()
     command = rendered_platform({})  # the chart's default command, with a port free on this machine
     _, default = pod_of(command, "Deployment", "retrain-webhook")
     argv = [*default["command"][:-1], str(port)]
     assert default["command"][-2] == "--port"
     objects = rendered_platform({"webhook": {"port": port, "command": argv, "kfp_host": kfp_host(kfp_api)}})
+    kube_api.objects += objects
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "retrain-webhook"]
     pod, spec = pod_of(objects, "Deployment", "retrain-webhook")
-    container = Container.from_pod(pod, spec, tmp_path / "webhook", config_maps(objects))
-    assert {v.mount_path for v in container.volumes} == {"/tmp"}
-    return container, Sandbox(tmp_path / "webhook", service_hosts(container.env)), f"http://127.0.0.1:{port}"
+    namespace = deployment["metadata"]["namespace"]
+    # what the kubelet does for this pod: a token bound to its ServiceAccount, the cluster's CA
+    api = ApiAccess(HOST, kube_api.port, kube_api.issue_token(namespace, pod["serviceAccountName"]), namespace)
+    maps = config_maps(objects) | {"kube-root-ca.crt": {"ca.crt": kube_api.ca_pem}}
+    container = Container.from_pod(pod, spec, tmp_path / "webhook", maps, api=api)
+    assert {v.mount_path for v in container.volumes} == {"/tmp", "/var/run/secrets/kubernetes.io/serviceaccount"}
+    box = Sandbox(tmp_path / "webhook", service_hosts(container.env))
+    return box.start(container, tmp_path / "webhook.log"), container, f"http://127.0.0.1:{port}"
 
 
 def wait_healthy(url: str, process, log) -> None:
@@ -94,30 +113,49 @@ def wait_healthy(url: str, process, log) -> None:
     pytest.fail(f"the webhook did not answer within 120 s:\n{log.read_text()[-4000:]}")
 
 
-def test_the_platform_webhook_turns_an_alert_into_a_kfp_run(tmp_path, kfp_api):
-    container, box, url = start_webhook(tmp_path, kfp_api)
+def test_the_platform_webhook_turns_an_alert_into_a_kfp_run_with_the_tenant_file_the_cluster_holds(tmp_path, kfp_api):
+    installed, text = tenant_objects("acme-fraud")
+    unbound, _ = tenant_objects("old-chart")  # installed by a chart before the webhook's Role
+    unbound = [o for o in unbound if not (o["kind"] == "RoleBinding" and o["roleRef"]["name"].endswith("-file-reader"))]
+    lost, _ = tenant_objects("lost-file")  # its ConfigMap deleted by hand
+    lost = [o for o in lost if not (o["kind"] == "ConfigMap" and o["metadata"]["name"] == "lost-file-tenant")]
+    kube_api = KubeApiStandIn(installed + unbound + lost, tmp_path / "kube-api").start()
+    process, container, url = start_webhook(tmp_path, kfp_api, kube_api)
     log = tmp_path / "webhook.log"
-    process = box.start(container, log)
     try:
         wait_healthy(url, process, log)
-        answer = httpx.post(f"{url}/alerts", json=payload(alert(fp="a1"), alert(fp="a2")), timeout=60)
+        answer = httpx.post(f"{url}/alerts", json=payload(alert(fp="a1", tenant="acme-fraud"),
+                                                           alert(fp="a2", tenant="acme-fraud")), timeout=60)
         assert answer.status_code == 200, answer.text
         assert [r["outcome"] for r in answer.json()["results"]] == ["started", "active"]
         counted = ('mlplatform_webhook_alerts_total{alertname="MLPlatformFeatureDrift",outcome="started",'
-                   'tenant="fraud"} 1.0')
+                   'tenant="acme-fraud"} 1.0')
         assert counted in httpx.get(f"{url}/metrics").text
+        # not installed (the API authorizes first: 403) or no RoleBinding: retraining off, visibly;
+        # the Role but no ConfigMap: 404, not a tenant of this cluster
+        answer = httpx.post(f"{url}/alerts", json=payload(alert(fp="b1", tenant="fraud"), alert(fp="c1", tenant="old-chart"),
+                                                           alert(fp="d1", tenant="lost-file")), timeout=60)
+        results = answer.json()["results"]
+        assert [r["outcome"] for r in results] == ["error:invalid-tenant-file", "error:invalid-tenant-file",
+                                                   "ignored:unknown-tenant"], results
+        assert "may not read ConfigMap old-chart/old-chart-tenant (403" in results[1]["error"]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'mlplatform_webhook_tenant_file_valid{tenant="old-chart"} 0.0' in metrics
+        assert 'mlplatform_webhook_tenant_file_valid{tenant="fraud"} 0.0' in metrics
     finally:
         process.terminate()
         process.wait(timeout=30)
+        kube_api.stop()
+    webhook_user = "system:serviceaccount:mlplatform:retrain-webhook"
+    assert (webhook_user, "acme-fraud", "acme-fraud-tenant", 200) in kube_api.calls
+    assert {(c[1], c[3]) for c in kube_api.calls} == {("acme-fraud", 200), ("fraud", 403), ("old-chart", 403),
+                                                      ("lost-file", 404)}
     (create,) = created_runs(kfp_api)
-    assert kfp_api.experiments[create.experiment_id].display_name == "fraud"
+    assert kfp_api.experiments[create.experiment_id].display_name == "acme-fraud"
     assert_is_compiled_train_deploy(create.pipeline_spec)  # read from /app, where the image ships it
-    params = create.runtime_config.parameters
-    assert set(params) == {"tenant", "run_id"} and params["run_id"].startswith("retrain-")
-    # a valid tenant file for the alert's tenant. It is the image's copy (/app/examples/fraud), not
-    # the tenant ConfigMap the cluster holds, which lives in the tenant's namespace: issue #12.
-    assert TenantConfig.model_validate(yaml.safe_load(params["tenant"])).name == "fraud"
-    assert params["tenant"] == (image_app() / "examples" / "fraud" / "tenant.yaml").read_text()
+    # the run's tenant is the file the tenant chart installed, read through the API
+    assert create.runtime_config.parameters == {"tenant": text, "run_id": create.runtime_config.parameters["run_id"]}
+    assert create.runtime_config.parameters["run_id"].startswith("retrain-")
     # nothing but its /tmp emptyDir was writable, and the webhook kept its record in KFP, not there
     (scratch,) = [v.source for v in container.volumes if v.mount_path == "/tmp"]
     assert not list(scratch.rglob("state.json"))

@@ -28,7 +28,9 @@ The launcher is injectable (`Launcher`: (tenant, tenant_file, run_id) -> pid or 
 starts `mlplatform run <tenant file> --run-id retrain-<stamp> --home <home>` as a subprocess (the
 train_deploy pipeline through kfp.local), logging to <home>/monitoring/webhook/runs/<run_id>.log.
 With KFP_HOST set (the chart) `mlplatform webhook` creates the runs through the KFP API instead and
-keeps no state of its own (monitoring/kfp_submit.py); KFP unreachable -> 503.
+keeps no state of its own (monitoring/kfp_submit.py); KFP unreachable -> 503. There a tenant's file
+is the ConfigMap its chart installed, read through the Kubernetes API at each alert
+(monitoring/tenant_configmaps.py; no ConfigMap -> unknown tenant, API unreachable -> 503).
 """
 
 from __future__ import annotations
@@ -50,15 +52,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlplatform.config import TenantConfig, TenantConfigError, load_tenant
 from mlplatform.monitoring.kfp_submit import KfpUnavailable, cluster_controller_args
+from mlplatform.monitoring.tenant_configmaps import TenantApiUnavailable, TenantConfigMaps
+from mlplatform.tenants import UnknownTenant, tenant_file
 from mlplatform.workspace import Workspace
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 Launcher = Callable[[str, Path, str], "int | None"]
-
-
-class UnknownTenant(LookupError):
-    """No tenant file for this name anywhere the webhook looks."""
 
 
 # --- the payload (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config) --------
@@ -150,10 +150,14 @@ class RetrainController:
 
     def __init__(self, ws: Workspace, launcher: Launcher | None = None,
                  tenant_files: dict[str, Path] | None = None, clock: Callable[[], float] = time.time,
-                 is_active: Callable[[dict[str, Any]], bool] | None = None, state: Any = None):
+                 is_active: Callable[[dict[str, Any]], bool] | None = None, state: Any = None,
+                 resolve_tenant: Callable[[str], Path] | None = None):
         self.ws = ws
         self.launcher = launcher or subprocess_launcher(ws)
         self.tenant_files = {k: Path(v) for k, v in (tenant_files or {}).items()}
+        # where a tenant not in tenant_files is found: the tenant folders (embedded); on a cluster,
+        # the tenant's ConfigMap through the Kubernetes API (monitoring/tenant_configmaps.py)
+        self.resolve_tenant = resolve_tenant or tenant_file
         self.clock = clock
         self.is_active = is_active or (lambda r: pid_alive(r.get("pid")))
         # state: last(tenant), retrains, save(); cluster mode passes KFP's (monitoring/kfp_submit.py)
@@ -167,12 +171,7 @@ class RetrainController:
         one exists but is not a valid tenant file (or holds another tenant)."""
         path = self.tenant_files.get(name)
         if path is None:
-            from mlplatform.tenants import resolve_tenant_path
-
-            try:
-                path = resolve_tenant_path(name)
-            except TenantConfigError as err:  # it looked everywhere and found no file
-                raise UnknownTenant(str(err)) from None
+            path = self.resolve_tenant(name)
         elif not path.exists():
             raise TenantConfigError(f"{path}: the tenant file configured for {name!r} does not exist")
         cfg = load_tenant(path)
@@ -193,6 +192,8 @@ class RetrainController:
                 self.tenant_errors.pop(name, None)
             except (TenantConfigError, OSError, ValueError) as err:
                 self.tenant_errors[name] = str(err)
+            except TenantApiUnavailable:  # not known better now: keep what the last alert found
+                pass
         return dict(self.tenant_errors)
 
     def handle(self, alert: AMAlert) -> tuple[str, dict[str, Any] | None]:
@@ -311,7 +312,7 @@ def create_app(ws: Workspace, controller: RetrainController | None = None, **con
             # no await between handle() and reading last_error: no other request runs in between
             try:
                 outcome, record = ctl.handle(a)
-            except KfpUnavailable as err:  # Alertmanager retries a 5xx; the runs already started dedup it
+            except (KfpUnavailable, TenantApiUnavailable) as err:  # Alertmanager retries a 5xx; started runs dedup it
                 return error(503, str(err))
             error_message = ctl.last_error if outcome.startswith("error:") else None
             tenant, name = a.labels.get("tenant", ""), a.labels.get("alertname", "")
@@ -388,4 +389,6 @@ def serve_webhook(ws: Workspace, host: str = "0.0.0.0", port: int = 9095) -> Non
 
     # KFP_HOST set (charts/mlplatform): runs and their record go through the KFP API
     cluster = cluster_controller_args()
+    if cluster is not None:  # and each tenant's file is the ConfigMap its chart installed
+        cluster["resolve_tenant"] = TenantConfigMaps(ws.home / "tenant-configmaps")
     uvicorn.run(create_app(ws, **(cluster or {})), host=host, port=port, log_level="info")
