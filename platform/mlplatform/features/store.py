@@ -9,6 +9,7 @@ OnlineFeatures the serving side: latest values for a batch of entity keys (onlin
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -98,8 +99,14 @@ def open_store(cfg: TenantConfig, ws: Workspace, request_path: bool = False) -> 
     repo = write_repo(cfg, ws)
     if not request_path:
         return FeatureStore(repo_path=str(repo))
-    # the same repo, configured as the request path reads it (features/repo.py, REQUEST_PATH_REDIS)
-    return FeatureStore(repo_path=str(repo), config=RepoConfig(repo_path=repo, **store_config(cfg, ws, True)))
+    # the same repo, configured as the request path reads it (features/repo.py, REQUEST_PATH_REDIS).
+    # Feast expands ${VAR} only in a feature_store.yaml it reads (repo_config.py, load_repo_config):
+    # a config built here expands the credentials' names itself, or Redis gets them literally
+    config = store_config(cfg, ws, True)
+    online = config["online_store"]
+    if "connection_string" in online:
+        online["connection_string"] = os.path.expandvars(online["connection_string"])
+    return FeatureStore(repo_path=str(repo), config=RepoConfig(repo_path=repo, **config))
 
 
 def apply(cfg: TenantConfig, ws: Workspace) -> FeatureStore:

@@ -35,6 +35,7 @@ event) is stamped 1 µs later (`restamped`) instead of being lost.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ import pandas as pd
 from mlplatform.config import TenantConfig
 from mlplatform.features.definitions import EVENT_TIMESTAMP, push_source_name
 from mlplatform.features.stream_metrics import worker_metrics
+from mlplatform.identity import redis_acl
 from mlplatform.plugins import resolve
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,9 @@ class StreamWorker:
         self.cfg, self.sc = cfg, cfg.features.stream
         self.spec = resolve(self.sc.state)
         self.consumer = consumer
-        self.redis = client or redis.Redis.from_url(self.sc.redis_url, decode_responses=True)
+        # as this process's Redis identity when it has one (the tenant's `stream` ACL user: redis_acl.py)
+        self.redis = client or redis.Redis.from_url(self.sc.redis_url, decode_responses=True,
+                                                    **redis_acl.client_credentials(os.environ))
         self.store = store or open_store(cfg, ws)
         self.stream = stream_key(cfg)
         self.prefix = f"mlplatform:{cfg.name}:{self.sc.view}"

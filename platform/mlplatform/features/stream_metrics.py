@@ -20,6 +20,7 @@ still shows its backlog growing:
 
 from __future__ import annotations
 
+import os
 import time
 
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -117,8 +118,10 @@ def lag_client(url: str):
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    from mlplatform.identity import redis_acl
+
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2,
-                                retry=Retry(NoBackoff(), 0))
+                                retry=Retry(NoBackoff(), 0), **redis_acl.client_credentials(os.environ))
 
 
 def register_lag(client, tenant: str, stream: str, group: str, registry=REGISTRY) -> StreamLagCollector:

@@ -37,8 +37,10 @@ CONNECT = ("+ping", "+select")  # health checks, a db other than 0 (redis-py ign
 READ = ("+hmget", "+hget", "+hgetall", "+exists", "+ttl", "+pttl")
 WRITE = ("+hset", "+expire", "+pexpire", "+hdel", "+del", "+unlink")
 STREAM = ("+xreadgroup", "+xack", "+xautoclaim", "+xgroup|create", "+xadd", "+evalsha", "+eval",
-          "+script|load", "+get", "+set", "+incr", "+hincrby", "+hincrbyfloat", "+sadd", "+sismember",
-          "+multi", "+exec")
+          "+script|load", "+script|exists", "+get", "+set", "+incr", "+hincrby", "+hincrbyfloat", "+sadd", "+sismember",
+          "+multi", "+exec",
+          # the worker's lag gauges (features/stream_metrics.py, stream_lag), read on each scrape
+          "+xlen", "+xinfo|groups", "+xpending", "+xrange")
 ROLES = ("reader", "writer", "stream")
 
 
@@ -97,6 +99,14 @@ def create_user(client, tenant: str, role: str, password: str, username: str | N
     username = username or user_name(tenant, role)
     client.execute_command("ACL", "SETUSER", username, *acl_rules(tenant, role, password))
     return RedisUser(username, password)
+
+
+def client_credentials(environ) -> dict[str, str]:
+    """redis-py arguments for this process's identity, for the clients that take a URL (the event
+    stream's); redis-py lets a URL's own user and password win over these."""
+    if environ.get(USERNAME) and environ.get(PASSWORD):
+        return {"username": environ[USERNAME], "password": environ[PASSWORD]}
+    return {}
 
 
 def credentials_suffix(environ) -> str:
