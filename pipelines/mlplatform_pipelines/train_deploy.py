@@ -19,7 +19,7 @@ SERVICES_CONFIG_MAP = "mlplatform-services"
 # mlplatform.services.SETTINGS, written out: the pipeline module is compiled without mlplatform's
 # own dependencies in mind; tests/pipelines checks the two lists agree
 SETTINGS = ("MLFLOW_TRACKING_URI", "MLPLATFORM_FEAST_ONLINE_STORE", "MLPLATFORM_REDIS_ADDRESS",
-            "MLPLATFORM_FEAST_REGISTRY", "MLPLATFORM_STREAM_REDIS_URL")
+            "MLPLATFORM_FEAST_REGISTRY", "MLPLATFORM_STREAM_REDIS_URL", "MLPLATFORM_PREDICTION_LOG")
 
 
 def _in_cluster(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:

@@ -700,6 +700,9 @@ class ClusterConfig(Strict):
     feast_registry: str | None = Field(
         default=None, description="SQLAlchemy URL of Feast's SQL registry (PostgreSQL) the predictor reads; "
         "unset: the predictor gets no MLPLATFORM_FEAST_REGISTRY")
+    prediction_log: str | None = Field(
+        default=None, description="SQLAlchemy URL of the prediction log (PostgreSQL) the predictors append to and "
+        "the quality CronJob reads; unset: each predictor logs to its own /tmp, which the quality job cannot see")
     kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     gateway_name: str = "kserve-ingress-gateway"
     gateway_local_port: int = Field(

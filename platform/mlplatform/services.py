@@ -25,6 +25,7 @@ ONLINE_STORE = "MLPLATFORM_FEAST_ONLINE_STORE"  # "redis" or "sqlite"
 REDIS = "MLPLATFORM_REDIS_ADDRESS"  # host:port[,db=N] of the Feast online store
 REGISTRY = "MLPLATFORM_FEAST_REGISTRY"  # SQLAlchemy URL of Feast's SQL registry (PostgreSQL)
 STREAM_REDIS = "MLPLATFORM_STREAM_REDIS_URL"  # redis:// URL of the event stream (features.stream.redis_url)
+PREDICTION_LOG = "MLPLATFORM_PREDICTION_LOG"  # SQLAlchemy URL of the prediction log (monitoring/prediction_sinks.py)
 
 SETTINGS = {
     TRACKING: "MLflow tracking URI (http://… through `mlflow server` and its artifact proxy)",
@@ -32,6 +33,8 @@ SETTINGS = {
     REDIS: "Redis host:port of the Feast online store (implies redis)",
     REGISTRY: "SQLAlchemy URL of the Feast SQL registry, e.g. postgresql+psycopg://user@host/db",
     STREAM_REDIS: "redis:// URL of the tenant's event stream (replaces features.stream.redis_url)",
+    PREDICTION_LOG: "SQLAlchemy URL of the prediction log the predictors append to and the quality job reads "
+                    "(PostgreSQL); unset: parquet segments in the workspace",
 }
 
 
@@ -51,7 +54,7 @@ class Services:
         """The settings a process of the services profile gets (what the charts pass in a cluster)."""
         # the event stream on the same Redis (a tenant without features.stream ignores it)
         return {TRACKING: tracking_uri, ONLINE_STORE: "redis", REDIS: self.redis, REGISTRY: self.postgres,
-                STREAM_REDIS: redis_url(self.redis)}
+                STREAM_REDIS: redis_url(self.redis), PREDICTION_LOG: self.postgres}
 
 
 def redis_url(address: str) -> str:

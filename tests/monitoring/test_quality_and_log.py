@@ -96,13 +96,13 @@ def test_rows_buffered_at_exit_are_written(tmp_path):
 def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path):
     ws = Workspace(tmp_path)
     log = PredictionLog(ws, "fraud", "stable", ["customer_id"], flush_seconds=600)
-    folder = log.folder
+    folder = log.sink.folder
     (tmp_path / "blocked").write_text("a file where the log wants a folder")
-    log.folder = tmp_path / "blocked" / "stable"
+    log.sink.folder = tmp_path / "blocked" / "stable"
     log.record("r0", "1", {"customer_id": [1, 2]}, np.array([0.1, 0.2]), np.array([False, False]))
     with pytest.raises(OSError):
         log.flush()
-    log.folder = folder  # the disk is back
+    log.sink.folder = folder  # the disk is back
     log.record("r1", "1", {"customer_id": [3]}, np.array([0.3]), np.array([False]))
     log.close()
     df = read_predictions(ws, "fraud", role="stable")

@@ -30,7 +30,9 @@ def gateway():
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     require(binary is not None, "prometheus-pushgateway not installed (apt-get install prometheus-pushgateway)")
     port = free_port()
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
+    # in memory only: Debian's build persists to /var/lib/prometheus/pushgateway.data by default,
+    # which every gateway started here would then share (and a later run would inherit)
+    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -26,6 +26,8 @@ def section(f: dict) -> str:
         ("serving back after Redis returned", f"{after}, by itself (no restart)"),
         ("slowest request of the run", f"{f['max_latency_ms']:,} ms (from its scheduled start)"),
         ("prediction log rows vs 200s", f"{f['prediction_log_rows']:,} rows for {f['ok']:,} requests answered 200"),
+        ("prediction log (in PostgreSQL) while PostgreSQL was down",
+         f"{f['prediction_log_write_errors']:,} failed flushes, counted; their rows kept in memory and written after, none dropped"),
         ("`mlplatform_online_store_errors_total`", f"+{err['redis']} over the Redis outage (one per 503), "
                                                  f"+{err['postgres'] - err['redis']} over PostgreSQL's, "
                                                  f"+{err['mlflow'] - err['postgres']} over the MLflow server's"),

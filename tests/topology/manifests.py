@@ -63,8 +63,12 @@ def service_hosts(env: dict[str, str], address: str = "127.0.0.1") -> dict[str, 
         hosts[urlsplit(env[services.TRACKING]).hostname] = address
     if services.REDIS in env:
         hosts[env[services.REDIS].split(",")[0].rpartition(":")[0]] = address
-    if services.REGISTRY in env:
-        hosts[urlsplit(env[services.REGISTRY]).hostname] = address
+    for url in (services.REGISTRY, services.PREDICTION_LOG):
+        if env.get(url):
+            hosts[urlsplit(env[url]).hostname] = address
+    if env.get("MLPLATFORM_PUSHGATEWAY"):  # host:port or a URL
+        gateway = env["MLPLATFORM_PUSHGATEWAY"]
+        hosts[urlsplit(gateway if "://" in gateway else f"http://{gateway}").hostname] = address
     return {h: a for h, a in hosts.items() if h and h not in ("localhost", "127.0.0.1")}
 
 
@@ -81,12 +85,16 @@ CLUSTER_POSTGRES = "postgres.mlplatform.svc.cluster.local"
 CLUSTER_MLFLOW = "mlflow.mlplatform.svc.cluster.local"  # the chart's mlflow server answers to it (--allowed-hosts)
 
 
-def chart_values(tenant_file: Path, svc: services.Services, mlflow_url: str, port: int) -> dict:
+def chart_values(tenant_file: Path, svc: services.Services, mlflow_url: str, port: int,
+                 pushgateway_port: int | None = None) -> dict:
     """The tenant file as chart values, pointed at this machine's services under the cluster's names."""
     values = render.load_values(tenant_file)
     cluster = values.setdefault("cluster", {})
+    if pushgateway_port is not None:
+        cluster.setdefault("quality_job", {})["pushgateway"] = f"pushgateway.mlplatform.svc.cluster.local:{pushgateway_port}"
     cluster["mlflow_tracking_uri"] = f"http://{CLUSTER_MLFLOW}:{urlsplit(mlflow_url).port}"
     cluster["redis_address"] = f"redis.mlplatform.svc.cluster.local:{svc.redis.rpartition(':')[2]}"
     cluster["feast_registry"] = make_url(svc.postgres).set(host=CLUSTER_POSTGRES).render_as_string(hide_password=False)
+    cluster["prediction_log"] = cluster["feast_registry"]  # the predictors append, the quality job reads
     values.setdefault("serving", {})["port"] = port
     return values

@@ -13,7 +13,9 @@ MLflow over HTTP, Feast's SQL registry and Redis.
    MLflow run as the RayJob does; its Ray is a local one where KubeRay would give it a cluster;
 3. register: the executor again, given the record the train task would read back from that run;
 4. the tenant chart's predictor container loads the champion over HTTP and answers V1 and V2 requests
-   with features from Redis.
+   with features from Redis, logging them to the prediction log in PostgreSQL;
+5. (fraud) the tenant chart's quality CronJob container reads that log, ingests the labels from the
+   tenant's data source into its own /tmp and pushes its gauges to a real Pushgateway.
 The chart is rendered from the tenant's own file with only the deployment values a cluster install
 sets changed (tests/topology/manifests.py, chart_values); service hostnames stay the cluster's."""
 
@@ -24,6 +26,7 @@ import shlex
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -31,6 +34,7 @@ import yaml
 
 from mlplatform import services
 from mlplatform.config import load_tenant, slug
+from mlplatform.monitoring.prediction_sinks import SqlSink
 from mlplatform.pipeline_tasks import take
 from mlplatform.processes import free_port
 from mlplatform.tenants import apply_env_overrides
@@ -39,8 +43,9 @@ from mlplatform.training.rayjob import build_rayjob
 from mlplatform.workspace import Workspace
 from tests.conftest import require, write_small_fraud_tenant
 from tests.search.conftest import write_small_search_tenant
+from tests.monitoring.test_quality_push import gateway, quality_series  # noqa: F401 - a fixture
 from tests.topology.launcher import PipelineRun, TaskRun
-from tests.topology.manifests import (CLUSTER_MLFLOW, CLUSTER_POSTGRES, chart_values, config_maps, predictor,
+from tests.topology.manifests import (CLUSTER_MLFLOW, CLUSTER_POSTGRES, chart_values, config_maps, pod_of, predictor,
                                       rendered_tenant, service_hosts)
 from tests.topology.sandbox import Container, Sandbox
 
@@ -116,8 +121,21 @@ def check_answers(kind: str, cfg, ws: Workspace, base: str, version: str) -> Non
     assert len(answer.json()["predictions"][0]["results"]) == 5
 
 
+def run_quality_job(objects: list[dict], name: str, scratch: Path, gateway: str) -> dict:
+    """The tenant chart's quality CronJob, in its own sandbox; what it pushed."""
+    pod, spec = pod_of(objects, "CronJob", f"{name}-quality")
+    container = Container.from_pod(pod, spec, scratch, config_maps(objects))
+    assert container.env.get(services.PREDICTION_LOG), "the quality job gets the shared prediction log"
+    done = Sandbox(scratch, service_hosts(container.env)).run(container, timeout=600)
+    assert done.returncode == 0, f"the quality job failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    series = quality_series(gateway)
+    assert ("mlplatform_model_quality_computed_timestamp_seconds", name, None, None) in series, series
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("kind", ["fraud", "search"])
-def test_the_compiled_pipeline_trains_and_the_charts_predictor_serves_each_in_its_own_sandbox(tmp_path, kind):
+def test_the_compiled_pipeline_trains_and_the_charts_predictor_serves_each_in_its_own_sandbox(tmp_path, kind,
+                                                                                              gateway):
     svc = services.Services.from_env()
     require(services.reachable(services.postgres_address(svc.postgres)), f"PostgreSQL is not reachable ({svc.postgres})")
     require(services.reachable(svc.redis), f"Redis is not reachable on {svc.redis}")
@@ -133,7 +151,7 @@ def test_the_compiled_pipeline_trains_and_the_charts_predictor_serves_each_in_it
         with services.profile(tmp_path / "server", tmp_path / "mlflow-server.log", svc,
                               allowed_hosts=[f"{CLUSTER_MLFLOW}:*"]) as env:
             port = free_port()
-            values = chart_values(source, svc, env[services.TRACKING], port)
+            values = chart_values(source, svc, env[services.TRACKING], port, urlsplit(gateway).port)
             tenant_file = tmp_path / "installed" / "tenant.yaml"  # the tenant file as the cluster holds it
             tenant_file.parent.mkdir()
             tenant_file.write_text(yaml.safe_dump(values, sort_keys=False))
@@ -181,6 +199,15 @@ def test_the_compiled_pipeline_trains_and_the_charts_predictor_serves_each_in_it
             check_answers(kind, cfg, observer, base, str(champion.version))
             (scratch,) = [v.source for v in container.volumes if v.mount_path == "/tmp"]
             assert not list(scratch.rglob("registry.db")) and not list(scratch.rglob("online_store.db"))
+            assert not list(scratch.rglob("predictions/*/part-*.parquet")), "the predictor logged to its own disk"
+            if kind == "fraud":  # (search: its click feedback is not yet in a shared store)
+                # the log flushes every second; the sandbox's stop is no pod's graceful SIGTERM
+                logged = SqlSink(svc.postgres, name)
+                deadline = time.monotonic() + 30
+                while len(logged.read("stable", None)) < 12 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                record = run_quality_job(objects, name, tmp_path / "quality", gateway)
+                assert record["predictions"] == 12, record  # 5 V1 + 5 V2 + 2 cold-start rows
     finally:
         if process is not None and process.poll() is None:
             process.terminate()
@@ -191,3 +218,7 @@ def test_the_compiled_pipeline_trains_and_the_charts_predictor_serves_each_in_it
         leftovers = list(keys.scan_iter(match=b"*" + slug(name).encode()))
         if leftovers:
             keys.delete(*leftovers)
+        from sqlalchemy import create_engine, text
+
+        with create_engine(svc.postgres).begin() as conn:  # the predictors' log
+            conn.execute(text(f"DROP TABLE IF EXISTS prediction_log_{slug(name)}"))

@@ -162,9 +162,10 @@ def test_the_platform_webhook_turns_an_alert_into_a_kfp_run_with_the_tenant_file
 
 
 def test_the_quality_cronjob_with_no_prediction_log_in_its_pod_fails_loudly_and_pushes_nothing(tmp_path):
-    """The tenant's quality CronJob as rendered. On a cluster no process shares a prediction log with
-    it yet (the predictor logs to its own /tmp; issue #12), so today it must fail with the reason
-    rather than push a fresh timestamp over no measurement (MLPlatformQualityJobStale then fires)."""
+    """The tenant's quality CronJob as rendered without cluster.prediction_log (the default): no log
+    is shared with it (each predictor logs to its own /tmp), so it must fail with the reason rather
+    than push a fresh timestamp over no measurement (MLPlatformQualityJobStale then fires). With
+    the shared log it measures and pushes: tests/topology/test_pipeline.py."""
     values = render.load_values(FRAUD_TENANT)
     objects = rendered_tenant(values)
     pod, spec = pod_of(objects, "CronJob", f"{values['name']}-quality")

@@ -145,6 +145,11 @@ containers:
       - name: MLPLATFORM_FEAST_REGISTRY
         value: {{ . | quote }}
       {{- end }}
+      {{- with $c.prediction_log }}
+      # the log the quality CronJob reads (a file in this pod's /tmp would be nothing to it)
+      - name: MLPLATFORM_PREDICTION_LOG
+        value: {{ . | quote }}
+      {{- end }}
       - name: HOME
         value: /tmp
       # the workspace (Feast's repo file, caches) on the /tmp emptyDir: the root filesystem is read-only

@@ -1,6 +1,6 @@
-"""The prediction log: one row per scored row, append-only parquet segments per tenant and role.
-
-    <home>/tenants/<name>/predictions/<role>/part-<utc stamp>-<pid>-<seq>.parquet
+"""The prediction log: one row per scored row, appended per tenant and role to a sink
+(monitoring/prediction_sinks.py): parquet segments in the workspace (embedded), or a PostgreSQL
+table that the predictors and the quality job share (MLPLATFORM_PREDICTION_LOG: services, cluster).
 
 Columns: request_id (the `X-Request-ID` header, else the V2 request id, else a generated uuid4),
 row (index within the request), logged_at (UTC), role, model_version, the entity join keys, the
@@ -13,8 +13,7 @@ request_id, row (the query's index in a batched request), logged_at, role, model
 arrives later and is joined on (request_id, row, item_id) by mlplatform.monitoring.quality.
 
 Cheap on the request path: `record()` appends to an in-memory list under a lock; a daemon thread
-writes a segment every `flush_seconds` (and at exit). Segments are immutable once written (written
-to a temporary name, then renamed), so readers never see half a file. A failed write keeps its rows
+hands them to the sink every `flush_seconds` (and at exit). A failed write keeps its rows
 for the next try (bounded: beyond 2 x MAX_BUFFER the oldest are dropped) and is never silent: write
 errors, dropped rows, buffered rows and the time of the last successful flush are Prometheus
 metrics (monitoring/health.py), and the first error of a run of failures is logged. Shadow and stable servers
@@ -25,33 +24,24 @@ that receive the same mirrored request log the same request_id when the proxy se
 from __future__ import annotations
 
 import atexit
-import itertools
 import logging
-import os
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 # imported now, not by the first conversion: at exit that lazy import registers an atexit hook,
 # which Python refuses during shutdown, and the final flush in close() lost its buffered rows
 import pyarrow.pandas_compat  # noqa: F401
-import pyarrow.parquet as pq
 
 from mlplatform.monitoring.health import health_metrics
+from mlplatform.monitoring.prediction_sinks import predictions_dir, sink_for  # noqa: F401 - predictions_dir: its old home
 from mlplatform.workspace import Workspace
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
 MAX_BUFFER = 50_000  # rows; beyond this a flush is forced (bounded memory if the writer stalls)
-
-
-def predictions_dir(ws: Workspace, tenant: str, role: str | None = None) -> Path:
-    base = ws.tenant(tenant) / "predictions"
-    return base / role if role else base
 
 
 def request_id(headers: dict[str, str] | None, fallback: str | None = None) -> str:
@@ -66,7 +56,7 @@ class PredictionLog:
     def __init__(self, ws: Workspace, tenant: str, role: str, key_columns: list[str],
                  time_column: str | None = None, flush_seconds: float = FLUSH_SECONDS,
                  max_buffer: int = MAX_BUFFER):
-        self.folder = predictions_dir(ws, tenant, role)
+        self.sink = sink_for(ws, tenant, role)
         self.role = role
         self.key_columns = list(key_columns)
         self.time_column = time_column
@@ -83,7 +73,6 @@ class PredictionLog:
         m.log_buffered.labels(tenant, role).set_function(lambda: len(self._rows))
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._seq = itertools.count()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="prediction-log", daemon=True)
         self._thread.start()
@@ -120,7 +109,8 @@ class PredictionLog:
                         self.dropped += overflow
                         self._dropped_metric.inc(overflow)
 
-    def flush(self) -> Path | None:
+    def flush(self) -> str | None:
+        """Hand the buffered rows to the sink; where they went (None: there were none)."""
         with self._write_lock:
             with self._lock:
                 rows, self._rows = self._rows, []
@@ -128,29 +118,21 @@ class PredictionLog:
                 self._flushed_metric.set(time.time())
                 return None
             try:
-                df = pd.DataFrame.from_records(rows, columns=self.columns)
-                self.folder.mkdir(parents=True, exist_ok=True)
-                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-                path = self.folder / f"part-{stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
-                tmp = path.with_suffix(".tmp")
-                # one thread: pyarrow's parallel conversion needs an executor, which refuses work
-                # during interpreter shutdown (the final flush at exit)
-                pq.write_table(pa.Table.from_pandas(df, preserve_index=False, nthreads=1), tmp)
-                tmp.replace(path)
+                where = self.sink.write(pd.DataFrame.from_records(rows, columns=self.columns))
             except BaseException as err:
                 with self._lock:  # not written (a full disk, ...): back in front, for the next flush
                     self._rows[:0] = rows
                 self._errors_metric.inc()
                 if not self.failing:
-                    log.error("prediction log %s: write failed, %d rows kept in memory: %s: %s",
-                              self.folder, len(rows), type(err).__name__, err)
+                    log.error("prediction log of %s: write failed, %d rows kept in memory: %s: %s",
+                              self.role, len(rows), type(err).__name__, err)
                 self.failing = True
                 raise
             if self.failing:
-                log.warning("prediction log %s: writing again", self.folder)
+                log.warning("prediction log of %s: writing again", self.role)
             self.failing = False
             self._flushed_metric.set(time.time())
-            return path
+            return where
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_seconds):
@@ -187,17 +169,12 @@ class RankingLog(PredictionLog):
 
 def read_predictions(ws: Workspace, tenant: str, role: str | None = None,
                      since: datetime | pd.Timestamp | None = None) -> pd.DataFrame:
-    """Every logged prediction of a tenant (one role, or all), optionally logged at or after `since`."""
-    base = predictions_dir(ws, tenant)
-    folders = [base / role] if role else sorted(p for p in base.glob("*") if p.is_dir())
-    files = [f for folder in folders for f in sorted(folder.glob("part-*.parquet"))]
-    if not files:
-        return pd.DataFrame(columns=["request_id", "row", "logged_at", "role", "model_version", "score", "decision"])
-    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    """Every logged prediction of a tenant (one role, or all), optionally logged at or after `since`,
+    from the sink this process's settings name."""
     if since is not None:
         since = pd.Timestamp(since)
         since = since.tz_localize("UTC") if since.tzinfo is None else since
-        df = df[df["logged_at"] >= since]
+    df = sink_for(ws, tenant).read(role, since)
     return df.sort_values("logged_at", kind="stable").reset_index(drop=True)
 
 

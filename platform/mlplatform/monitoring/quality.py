@@ -115,6 +115,16 @@ def write_record(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def labelled_events(cfg: TenantConfig, ws: Workspace) -> pd.DataFrame:
+    """The workspace's snapshot; a quality job in a pod of its own (the cluster's CronJob, whose
+    workspace is an empty /tmp) first ingests one from the tenant's data source, where labels arrive."""
+    from mlplatform.data.ingest import ingest, load_raw
+
+    if not ws.raw_dir(cfg.name).exists():
+        ingest(cfg, ws)
+    return load_raw(cfg, ws)
+
+
 def label_quality(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", window: int | None = None,
                   as_of: datetime | None = None, events: pd.DataFrame | None = None) -> dict[str, Any]:
     """{"versions", "predictions", "labelled"} of a binary tenant: per model version over its newest
@@ -123,9 +133,7 @@ def label_quality(cfg: TenantConfig, ws: Workspace, *, role: str = "stable", win
     preds = read_predictions(ws, cfg.name, role)
     if len(preds):
         if events is None:
-            from mlplatform.data.ingest import load_raw
-
-            events = load_raw(cfg, ws)
+            events = labelled_events(cfg, ws)
         joined = join_labels(cfg, preds, events, as_of)
         out["predictions"], out["labelled"] = len(preds), len(joined)
         for version, g in joined.groupby("model_version"):
