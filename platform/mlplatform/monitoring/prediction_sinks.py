@@ -37,7 +37,8 @@ class PredictionSink(Protocol):
         """Append the rows (of the sink's role); where they went, for logs."""
 
     def read(self, role: str | None, since: pd.Timestamp | None) -> pd.DataFrame:
-        """Every row (of one role, or all), logged at or after `since` when given, oldest first."""
+        """Every row (of one role, or all), logged at or after `since` when given, in no set order
+        (prediction_log.read_predictions sorts them by logged_at)."""
 
 
 def predictions_dir(ws: Workspace, tenant: str, role: str | None = None) -> Path:
