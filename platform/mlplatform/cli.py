@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from mlplatform.errors import UserError
 from mlplatform.features.stream_cli import stream
+from mlplatform.identity.onboard_cli import onboard
 from mlplatform.monitoring.quality_cli import quality_job
 from mlplatform.report.cli import report
 from mlplatform.rollout.cluster_cli import rollout_controller
@@ -32,7 +33,10 @@ class _Cli(TyperGroup):
     clean message here, in one place. `--debug` (read from the parsed options) keeps the traceback."""
 
     def invoke(self, ctx: typer.Context):
+        from mlplatform.identity.secret_files import load_identity
+
         try:
+            load_identity()  # a cluster pod's identity, from its mounted Secret (identity/secret_files.py)
             return super().invoke(ctx)
         except (UserError, CommandFailed) as err:
             if ctx.params.get("debug"):
@@ -224,6 +228,7 @@ def rollout(
 app.command("rollout-controller")(rollout_controller)
 app.command("quality-job")(quality_job)
 app.command("report")(report)
+app.command("onboard")(onboard)
 
 
 @app.command("train-run")

@@ -39,6 +39,12 @@ CONFIG_PATH, ADMIN_PASSWORD = "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_PASS
 SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 SERVER_ARGS = ("--app-name", "basic-auth")
 TRAINER_PERMISSION, PREDICTOR_PERMISSION = "MANAGE", "READ"
+# The auth app checks the password of every request with werkzeug's scrypt hash (mlflow/server/auth/
+# sqlalchemy_store.py, authenticate_user): 160 ms of CPU per request on the 2-core machines here, so
+# a training run's hundreds of requests took minutes longer. MLflow 3.17 can cache a successful
+# check (auth/__init__.py, _authenticate_cached; off unless auth_cache_ttl_seconds > 0): a changed
+# password or a deleted user takes up to this long to apply; permissions are still read per request.
+AUTH_CACHE_SECONDS = 60
 
 
 def auth_ini(database_uri: str) -> str:
@@ -50,6 +56,7 @@ def auth_ini(database_uri: str) -> str:
         f"admin_username = {ADMIN}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n"
     )
 
 
@@ -138,6 +145,21 @@ def onboard(tracking_uri: str, admin: Credentials, tenant: str, trainer_password
         except MlflowException:
             client.create_registered_model(tenant, tags={"tenant": tenant})
         for creds, permission in ((trainer, TRAINER_PERMISSION), (predictor, PREDICTOR_PERMISSION)):
-            auth.grant_user_permission(creds.username, "experiment", experiment_id, permission)
-            auth.grant_user_permission(creds.username, "registered_model", tenant, permission)
+            _grant(auth, creds.username, "experiment", experiment_id, permission)
+            _grant(auth, creds.username, "registered_model", tenant, permission)
     return TenantIdentity(tenant, trainer, predictor, experiment_id)
+
+
+def _grant(auth, username: str, resource_type: str, resource_id: str, permission: str) -> None:
+    """Grant `permission`; a grant already there is left alone when it is the same (the onboarding
+    CronJob re-runs every few minutes: no window without access) and replaced when it differs."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        auth.grant_user_permission(username, resource_type, resource_id, permission)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        if auth.get_user_permission(username, resource_type, resource_id).permission != permission:
+            auth.revoke_user_permission(username, resource_type, resource_id)
+            auth.grant_user_permission(username, resource_type, resource_id, permission)
