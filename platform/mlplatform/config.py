@@ -626,7 +626,7 @@ class QualityJobConfig(Strict):
     schedule: str = Field(default="*/30 * * * *", description="cron schedule of the quality job")
     pushgateway: str = Field(default="pushgateway.mlplatform.svc.cluster.local:9091",
                              description="Prometheus Pushgateway (charts/mlplatform) the job pushes to")
-    resources: Resources = Resources(requests=Quantities(cpu="50m", memory="384Mi"),
+    resources: Resources = Resources(requests=Quantities(cpu="25m", memory="384Mi"),
                                      limits=Quantities(cpu="1", memory="1Gi"))
 
 
@@ -697,12 +697,17 @@ class ClusterConfig(Strict):
     namespaces: Namespaces = Namespaces()
     mlflow_tracking_uri: str = "http://mlflow.mlplatform.svc.cluster.local:5000"
     redis_address: str = Field(default="redis.mlplatform.svc.cluster.local:6379", description="Feast online store")
+    platform_database: str = Field(
+        default="postgresql+psycopg://postgres.mlplatform.svc.cluster.local:5432/mlflow",
+        description="SQLAlchemy URL (no user, no password) of the platform's PostgreSQL database: the tenant's own "
+        "role (feast_<slug>, created by its onboarding Job) keeps its Feast registry and prediction log there, in "
+        "a schema of its own")
     feast_registry: str | None = Field(
-        default=None, description="SQLAlchemy URL of Feast's SQL registry (PostgreSQL) the predictor reads; "
-        "unset: the predictor gets no MLPLATFORM_FEAST_REGISTRY")
+        default=None, description="SQLAlchemy URL of another Feast SQL registry (PostgreSQL); unset: the tenant's "
+        "own schema in platform_database, as its own role")
     prediction_log: str | None = Field(
-        default=None, description="SQLAlchemy URL of the prediction log (PostgreSQL) the predictors append to and "
-        "the quality CronJob reads; unset: each predictor logs to its own /tmp, which the quality job cannot see")
+        default=None, description="SQLAlchemy URL of another prediction log database (PostgreSQL) the predictors "
+        "append to and the quality CronJob reads; unset: the tenant's own schema in platform_database")
     kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     gateway_name: str = "kserve-ingress-gateway"
     gateway_local_port: int = Field(

@@ -24,7 +24,7 @@ def _find(case, kind, name):
 
 
 def test_mlflow_runs_the_basic_auth_app_with_a_generated_admin_password(cases):
-    case = _case(cases, "mlplatform/mlflow-auth")
+    case = _case(cases, "mlplatform/defaults")
     secret = _find(case, "Secret", "mlflow-admin")
     password = base64.b64decode(secret["data"]["password"]).decode()
     assert re.fullmatch(r"[A-Za-z0-9]{32}", password)  # randAlphaNum 32 (a fresh one offline)
@@ -39,8 +39,8 @@ def test_mlflow_runs_the_basic_auth_app_with_a_generated_admin_password(cases):
     assert len(base64.b64decode(secret["data"]["flask-secret-key"])) == 48
     assert {"name": "MLFLOW_AUTH_CONFIG_PATH", "value": "/etc/mlflow-auth/basic_auth.ini"} in container["env"]
     assert {"name": "mlflow-admin", "secret": {"secretName": "mlflow-admin"}} in pod["volumes"]
-    default = _find(_case(cases, "mlplatform/defaults"), "Deployment", "mlflow")
-    assert "basic-auth" not in default["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    off = _find(_case(cases, "mlplatform/no-mlflow-auth"), "Deployment", "mlflow")  # an operator's choice
+    assert "basic-auth" not in off["spec"]["template"]["spec"]["containers"][0]["args"][0]
 
 
 def test_no_credential_outside_a_secret(cases):

@@ -23,12 +23,18 @@ def tenant(request, cases):
 
 
 def test_everything_lives_in_the_tenant_namespace(tenant):
+    """...but the tenant's onboarding (beside the admins' Secrets) and its pipeline identity (where
+    KFP standalone runs pipeline pods): identity.yaml, onboarding.yaml."""
     name = tenant.release
     (ns,) = _by_kind(tenant, "Namespace")
     assert ns["metadata"]["name"] == name
+    elsewhere = {("mlplatform", "Secret", f"{name}-identity"), ("mlplatform", "Job", f"{name}-onboard"),
+                 ("mlplatform", "CronJob", f"{name}-onboard"), ("kubeflow", "Secret", f"{name}-pipeline")}
     for o in tenant.objects:
-        if o["kind"] != "Namespace":
+        key = (o["metadata"].get("namespace"), o["kind"], o["metadata"]["name"])
+        if o["kind"] != "Namespace" and key not in elsewhere:
             assert o["metadata"]["namespace"] == name, o["kind"]
+    assert elsewhere <= {(o["metadata"].get("namespace"), o["kind"], o["metadata"]["name"]) for o in tenant.objects}
 
 
 def test_namespace_enforces_restricted_pod_security(tenant):
@@ -161,22 +167,6 @@ def test_predictor_keeps_its_workspace_on_a_writable_volume(cases):
     assert any(env["MLPLATFORM_HOME"].startswith(path.rstrip("/") + "/") for path in writable), (env, writable)
 
 
-def test_predictor_gets_the_feast_registry_only_when_set(helm):
-    from mlplatform import services
-    from mlplatform.verify import render
-
-    values = render.load_values(REPO_ROOT / "examples" / "fraud" / "tenant.yaml")
-    url = "postgresql+psycopg://feast@postgres.mlplatform.svc.cluster.local:5432/feast"
-    for registry, expected in ((None, None), (url, url)):
-        cluster = {**values.get("cluster", {}), **({"feast_registry": registry} if registry else {})}
-        objects, _, _ = render.render(REPO_ROOT / "charts" / "tenant", {**values, "cluster": cluster}, "fraud")
-        isvcs = [o for o in objects if o["kind"] == "InferenceService"]
-        assert len(isvcs) == 3  # stable, canary, shadow: each reads the same registry
-        for isvc in isvcs:
-            env = {e["name"]: e["value"] for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
-            assert env.get(services.REGISTRY) == expected
-
-
 def test_predictor_runs_the_tenant_with_its_alias(cases):
     case = _case(cases, "tenant/defaults")
     (isvc,) = _by_kind(case, "InferenceService")
@@ -229,7 +219,8 @@ def test_stream_worker_is_rendered_for_a_streaming_tenant_only(cases):
     assert c["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"] is True
     env = {e["name"]: e["value"] for e in c["env"]}
-    assert {k for k in env if k.startswith("MLPLATFORM_") and k not in ("MLPLATFORM_TENANT_FILE", "MLPLATFORM_HOME")} \
+    assert {k for k in env if k.startswith("MLPLATFORM_") and k not in ("MLPLATFORM_TENANT_FILE", "MLPLATFORM_HOME",
+                                                                        "MLPLATFORM_IDENTITY_DIR")} \
         <= set(services.SETTINGS)
     assert env[services.STREAM_REDIS] == f"redis://{cfg.cluster.redis_address}/0"
     labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -238,7 +229,8 @@ def test_stream_worker_is_rendered_for_a_streaming_tenant_only(cases):
     (policy,) = [p["spec"] for p in _by_kind(case, "NetworkPolicy") if p["metadata"]["name"] == "allow-stream-worker"]
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     (egress,) = policy["egress"]
-    assert egress["ports"] == [{"protocol": "TCP", "port": int(cfg.cluster.redis_address.rsplit(":", 1)[1])}]
+    assert egress["ports"] == [{"protocol": "TCP", "port": int(cfg.cluster.redis_address.rsplit(":", 1)[1])},
+                               {"protocol": "TCP", "port": 5432}]  # Redis; the tenant's Feast registry
     assert egress["to"] == [{"namespaceSelector": {"matchLabels": {
         "kubernetes.io/metadata.name": cfg.cluster.namespaces.platform}}}]
     (ingress,) = policy["ingress"]
@@ -277,7 +269,7 @@ def test_stream_url_and_port_read_feast_connection_string_options(helm, address,
     assert configmaps and all(c[services.STREAM_REDIS] == url for c in configmaps)
     (policy,) = [o["spec"] for o in objects if o["kind"] == "NetworkPolicy"
                  and o["metadata"]["name"] == "allow-stream-worker"]
-    assert policy["egress"][0]["ports"] == [{"protocol": "TCP", "port": port}]
+    assert policy["egress"][0]["ports"] == [{"protocol": "TCP", "port": port}, {"protocol": "TCP", "port": 5432}]
 
 
 def test_stream_worker_can_be_turned_off(helm):

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from live_cluster import REPO, V, gateway_service, kubectl, port_forward, require_cluster
+from mlplatform.monitoring.kfp_submit import identity_secret
 
 pytestmark = pytest.mark.live_cluster
 TENANT = "fraud"
@@ -41,7 +42,7 @@ def test_train_deploy_through_the_kfp_api(kfp_client):
     passes), caching off: a fresh run that must succeed."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run = kfp_client.create_run_from_pipeline_package(
-        str(REPO / "pipelines" / "compiled" / "train_deploy.yaml"), arguments={"tenant": TENANT_FILE.read_text()},
+        str(REPO / "pipelines" / "compiled" / "train_deploy.yaml"), arguments={"tenant": TENANT_FILE.read_text(), "identity_secret": identity_secret("fraud")},
         run_name=f"{TENANT}-e2e-{stamp}", experiment_name=TENANT, enable_caching=False)
     done = kfp_client.wait_for_run_completion(run.run_id, timeout=3600)
     assert done.state == "SUCCEEDED", f"run {run.run_id} ended {done.state}: {done.error}"

@@ -79,7 +79,8 @@ def test_an_alert_creates_a_run_of_the_compiled_pipeline(tmp_path, kfp_api, tena
     assert create.display_name == f"fraud-alert-retrain-{stamp}"
     # parameters: the tenant file as YAML text, the incident id (embedded mode's run id)
     params = create.runtime_config.parameters
-    assert params == {"tenant": tenant_file.read_text(), "run_id": f"retrain-{stamp}"}
+    # the tasks act as the tenant: the Secret charts/tenant makes for them (identity.yaml)
+    assert params == {"tenant": tenant_file.read_text(), "run_id": f"retrain-{stamp}", "identity_secret": "fraud-pipeline"}
     assert TenantConfig.model_validate(yaml.safe_load(params["tenant"])).name == "fraud"
     # the spec is the compiled train_deploy, caching off for every task (a retrain reads fresh data)
     tasks = create.pipeline_spec["pipeline_spec"]["root"]["dag"]["tasks"]

@@ -45,11 +45,16 @@ def test_steps_run_in_order_and_hand_on_only_artifacts_and_records():
 
 def test_every_task_gets_the_deployment_settings_from_the_services_config_map():
     """platforms.kubernetes: each executor maps the chart's `mlplatform-services` ConfigMap keys
-    (charts/tenant/templates/configmap.yaml) to the variables mlplatform.services names."""
+    (charts/tenant/templates/configmap.yaml) to the variables mlplatform.services names; the two
+    settings whose URL carries the tenant's password come from its Secret (IDENTITY), the prediction
+    log from neither (pipeline tasks log no predictions)."""
     from mlplatform import services
-    from mlplatform_pipelines.train_deploy import SERVICES_CONFIG_MAP, SETTINGS
+    from mlplatform.identity import mlflow_auth, redis_acl
+    from mlplatform_pipelines.train_deploy import IDENTITY, SERVICES_CONFIG_MAP, SETTINGS
 
-    assert set(SETTINGS) == set(services.SETTINGS)
+    assert set(SETTINGS) == set(services.SETTINGS) - {services.REGISTRY, services.PREDICTION_LOG}
+    assert set(IDENTITY) == {mlflow_auth.USERNAME, mlflow_auth.PASSWORD, redis_acl.USERNAME, redis_acl.PASSWORD,
+                             services.REGISTRY}
     spec = list(yaml.safe_load_all((COMPILED_DIR / "train_deploy.yaml").read_text()))
     platform = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     executors = spec[0]["deploymentSpec"]["executors"]
@@ -57,7 +62,9 @@ def test_every_task_gets_the_deployment_settings_from_the_services_config_map():
     for name, config in platform.items():
         (cm,) = config["configMapAsEnv"]
         assert cm["configMapName"] == SERVICES_CONFIG_MAP, name
-        assert {k["envVar"]: k["configMapKey"] for k in cm["keyToEnv"]} == {k: k for k in services.SETTINGS}
+        assert {k["envVar"]: k["configMapKey"] for k in cm["keyToEnv"]} == {k: k for k in SETTINGS}
+        (secret,) = config["secretAsEnv"]
+        assert {k["envVar"]: k["secretKey"] for k in secret["keyToEnv"]} == {k: k for k in IDENTITY}
 
 
 def test_every_pipeline_is_registered():
@@ -71,12 +78,12 @@ def test_the_namespace_kfp_runs_pipelines_in_holds_the_services_config_map():
     from mlplatform import services
     from mlplatform.config import ClusterConfig
     from mlplatform.verify import render
-    from mlplatform_pipelines.train_deploy import SERVICES_CONFIG_MAP
+    from mlplatform_pipelines.train_deploy import SERVICES_CONFIG_MAP, SETTINGS
 
     objects, _, _ = render.render(COMPILED_DIR.parents[1] / "charts" / "mlplatform", None, "mlplatform")
     (cm,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == SERVICES_CONFIG_MAP]
     assert cm["metadata"]["namespace"] == "kubeflow"
-    assert set(cm["data"]) == set(services.SETTINGS)
+    assert set(cm["data"]) == set(SETTINGS)
     defaults = ClusterConfig()
     assert cm["data"][services.TRACKING] == defaults.mlflow_tracking_uri
     assert cm["data"][services.REDIS] == defaults.redis_address

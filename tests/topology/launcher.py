@@ -7,8 +7,10 @@ they do for a task, read from the compiled IR and checked against KFP's own clie
   message, from the task's ComponentSpec in the IR), with output artifacts under `minio://` URIs as
   on a cluster (the executor maps them to /minio/...), output parameters in the pod's /tmp;
 - it replaces `{{$}}` in the executor's args with that message, as the launcher does;
-- the container gets only the env the IR's `platforms.kubernetes` section maps from ConfigMaps
-  (here: the tenant chart's rendered `mlplatform-services`) and the emptyDirs KFP's Argo compiler
+- the container gets only the env the IR's `platforms.kubernetes` section maps from ConfigMaps and
+  Secrets (here: the tenant chart's rendered `mlplatform-services` and, by the name the run's
+  parameter gives, `<tenant>-pipeline`; a Secret or key it lacks fails the task as the pod would
+  not start) and the emptyDirs KFP's Argo compiler
   mounts on every task pod (/gcs, /s3, /minio, /.local, /.cache, /.config: kubeflow/pipelines
   backend/src/v2/compiler/argocompiler/container.go) plus a writable /tmp (the executor's mktemp);
 - between tasks it copies each output artifact to the tasks the IR wires it to (the object store's
@@ -49,12 +51,13 @@ class PipelineRun:
     """One run of the compiled pipeline, each task in a sandbox under `scratch`."""
 
     def __init__(self, scratch: Path, arguments: dict[str, Any], config_maps: dict[str, dict[str, str]],
-                 hosts: dict[str, str], run_name: str = "topology-run"):
+                 hosts: dict[str, str], run_name: str = "topology-run", secrets: dict[str, dict[str, str]] | None = None):
         docs = list(yaml.safe_load_all(COMPILED.read_text()))
         self.spec, self.platform = docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
         self.scratch, self.config_maps, self.hosts, self.run_name = Path(scratch), config_maps, hosts, run_name
         self.arguments = {k: v.get("defaultValue") for k, v in
                           self.spec["root"]["inputDefinitions"]["parameters"].items()} | arguments
+        self.secrets = secrets or {}
         self.done: dict[str, TaskRun] = {}
 
     def task(self, name: str) -> dict[str, Any]:
@@ -106,14 +109,38 @@ class PipelineRun:
             source.mkdir(parents=True)
             os.chown(source, POD_UID, POD_UID)
             volumes.append(Volume(mount, source, writable=True))
-        executor = self.task(name)["componentRef"]["name"].replace("comp-", "exec-")
-        env = {}
+        spec = self.spec["deploymentSpec"]["executors"][self._executor(name)]["container"]
+        argv = argv if argv is not None else [*spec["command"], *spec["args"]]
+        return Container(name, argv, self.env(name), POD_UID, POD_UID, volumes), Sandbox(box_dir, self.hosts)
+
+    def _executor(self, name: str) -> str:
+        return self.task(name)["componentRef"]["name"].replace("comp-", "exec-")
+
+    def env(self, name: str) -> dict[str, str]:
+        """What the driver puts in task `name`'s env from the IR's ConfigMap and Secret mappings."""
+        executor, env = self._executor(name), {}
         for cm in self.platform.get(executor, {}).get("configMapAsEnv", []):
             data = self.config_maps[cm["configMapName"]]
             env |= {k["envVar"]: data[k["configMapKey"]] for k in cm["keyToEnv"]}
-        spec = self.spec["deploymentSpec"]["executors"][executor]["container"]
-        argv = argv if argv is not None else [*spec["command"], *spec["args"]]
-        return Container(name, argv, env, POD_UID, POD_UID, volumes), Sandbox(box_dir, self.hosts)
+        for ref in self.platform.get(executor, {}).get("secretAsEnv", []):
+            secret = self._secret_name(name, ref)
+            if secret not in self.secrets:
+                raise KeyError(f"task {name}: Secret {secret!r} does not exist (the pod would not start)")
+            data = self.secrets[secret]
+            env |= {k["envVar"]: data[k["secretKey"]] for k in ref["keyToEnv"]}
+        return env
+
+    def _secret_name(self, name: str, ref: dict[str, Any]) -> str:
+        """A secretAsEnv entry's Secret: a literal name, or a parameter the driver resolves at run time
+        (kfp-kubernetes: `secretNameParameter`, a task input wired to a run parameter)."""
+        param = ref.get("secretNameParameter")
+        if param is None:
+            return ref["secretName"]
+        if "runtimeValue" in param:
+            return param["runtimeValue"]["constant"]
+        key = param["componentInputParameter"]
+        wired = self.task(name)["inputs"].get("parameters", {}).get(key, {})
+        return self.arguments[wired.get("componentInputParameter", key)]
 
     def run(self, name: str, timeout: float = 900) -> TaskRun:
         params, artifacts = self._inputs(name)

@@ -36,6 +36,14 @@ def config_maps(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     return {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
 
 
+def secrets(objects: list[dict[str, Any]], namespace: str | None = None) -> dict[str, dict[str, str]]:
+    """{Secret name: decoded data} of the render (in `namespace` when given), as pods read them."""
+    import base64
+
+    return {o["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()}
+            for o in objects if o["kind"] == "Secret" and namespace in (None, o["metadata"].get("namespace"))}
+
+
 def pod_of(objects: list[dict[str, Any]], kind: str, name: str) -> tuple[dict, dict]:
     """(pod spec, its one container) of the Deployment or CronJob called `name`."""
     (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
@@ -63,7 +71,7 @@ def service_hosts(env: dict[str, str], address: str = "127.0.0.1") -> dict[str, 
         hosts[urlsplit(env[services.TRACKING]).hostname] = address
     if services.REDIS in env:
         hosts[env[services.REDIS].split(",")[0].rpartition(":")[0]] = address
-    for url in (services.REGISTRY, services.PREDICTION_LOG):
+    for url in (services.REGISTRY, services.PREDICTION_LOG, "MLPLATFORM_PLATFORM_DATABASE"):
         if env.get(url):
             hosts[urlsplit(env[url]).hostname] = address
     if env.get("MLPLATFORM_PUSHGATEWAY"):  # host:port or a URL
@@ -72,13 +80,25 @@ def service_hosts(env: dict[str, str], address: str = "127.0.0.1") -> dict[str, 
     return {h: a for h, a in hosts.items() if h and h not in ("localhost", "127.0.0.1")}
 
 
-def predictor(scratch: Path, values: dict[str, Any] | None = None) -> tuple[Container, Sandbox]:
+def predictor(scratch: Path, values: dict[str, Any] | None = None,
+              objects: list[dict[str, Any]] | None = None) -> tuple[Container, Sandbox]:
     """The predictor container of the tenant chart rendered with `values` (default: the fraud
-    tenant file as it is), and a sandbox of its own under `scratch`."""
-    values = values if values is not None else render.load_values(FRAUD_TENANT)
-    pod, spec, maps = predictor_pod(rendered_tenant(values))
-    container = Container.from_pod(pod, spec, scratch, maps)
-    return container, Sandbox(scratch, service_hosts(container.env))
+    tenant file as it is), or of the render `objects` (the one whose passwords were onboarded: each
+    render generates new ones), and a sandbox of its own under `scratch`."""
+    if objects is None:
+        objects = rendered_tenant(values if values is not None else render.load_values(FRAUD_TENANT))
+    pod, spec, maps = predictor_pod(objects)
+    container = Container.from_pod(pod, spec, scratch, maps, secrets=secrets(objects))
+    return container, Sandbox(scratch, service_hosts(settings(container)))
+
+
+def settings(container: Container) -> dict[str, str]:
+    """The variables the container's `mlplatform` process runs with: its env and the files of its
+    mounted identity Secret (mlplatform/identity/secret_files.py)."""
+    folder = container.env.get("MLPLATFORM_IDENTITY_DIR")
+    mounted = [v.source for v in container.volumes if v.mount_path == folder]
+    files = {p.name: p.read_text() for p in mounted[0].iterdir()} if mounted else {}
+    return files | container.env
 
 
 CLUSTER_POSTGRES = "postgres.mlplatform.svc.cluster.local"
@@ -86,15 +106,18 @@ CLUSTER_MLFLOW = "mlflow.mlplatform.svc.cluster.local"  # the chart's mlflow ser
 
 
 def chart_values(tenant_file: Path, svc: services.Services, mlflow_url: str, port: int,
-                 pushgateway_port: int | None = None) -> dict:
-    """The tenant file as chart values, pointed at this machine's services under the cluster's names."""
+                 pushgateway_port: int | None = None, redis_port: int | None = None) -> dict:
+    """The tenant file as chart values, pointed at this machine's services under the cluster's names:
+    only the ports differ from a cluster's (and the database's name, this machine's). The Feast
+    registry and the prediction log are the chart's default: the tenant's own role and schema in
+    that database (identity.yaml)."""
     values = render.load_values(tenant_file)
     cluster = values.setdefault("cluster", {})
     if pushgateway_port is not None:
         cluster.setdefault("quality_job", {})["pushgateway"] = f"pushgateway.mlplatform.svc.cluster.local:{pushgateway_port}"
     cluster["mlflow_tracking_uri"] = f"http://{CLUSTER_MLFLOW}:{urlsplit(mlflow_url).port}"
-    cluster["redis_address"] = f"redis.mlplatform.svc.cluster.local:{svc.redis.rpartition(':')[2]}"
-    cluster["feast_registry"] = make_url(svc.postgres).set(host=CLUSTER_POSTGRES).render_as_string(hide_password=False)
-    cluster["prediction_log"] = cluster["feast_registry"]  # the predictors append, the quality job reads
+    cluster["redis_address"] = f"redis.mlplatform.svc.cluster.local:{redis_port or svc.redis.rpartition(':')[2]}"
+    url = make_url(svc.postgres)
+    cluster["platform_database"] = f"{url.drivername}://{CLUSTER_POSTGRES}:{url.port or 5432}/{url.database}"
     values.setdefault("serving", {})["port"] = port
     return values

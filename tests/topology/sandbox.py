@@ -25,6 +25,7 @@ import atexit
 import fnmatch
 import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -125,11 +126,14 @@ class Container:
 
     @classmethod
     def from_pod(cls, pod_spec: Mapping[str, Any], container: Mapping[str, Any], scratch: Path,
-                 config_maps: Mapping[str, Mapping[str, str]] = {}, api: "ApiAccess | None" = None) -> "Container":
-        """`pod_spec` and `container` as rendered; `config_maps` maps a ConfigMap's name to its data
-        (from the same render); each volume becomes a private directory under `scratch`. `api`: what
-        the kubelet gives a pod towards the API server (its Service in the env, the token a projected
-        serviceAccountToken source holds, the pod's namespace for downwardAPI)."""
+                 config_maps: Mapping[str, Mapping[str, str]] = {}, api: "ApiAccess | None" = None,
+                 secrets: Mapping[str, Mapping[str, str]] = {}) -> "Container":
+        """`pod_spec` and `container` as rendered; `config_maps` and `secrets` map a ConfigMap's or a
+        Secret's name to its (decoded) data, from the same render; each volume becomes a private
+        directory under `scratch`. `api`: what the kubelet gives a pod towards the API server (its
+        Service in the env, the token a projected serviceAccountToken source holds, the pod's
+        namespace for downwardAPI). A Secret the pod names but `secrets` lacks fails, as the kubelet
+        would not start the container."""
         sc = {**pod_spec.get("securityContext", {}), **container.get("securityContext", {})}
         if not sc.get("readOnlyRootFilesystem"):
             raise ManifestError(f"{container['name']}: the harness runs only readOnlyRootFilesystem containers")
@@ -142,10 +146,24 @@ class Container:
         env = {}
         if api is not None:  # the kubelet sets these in every container, before the manifest's env
             env |= {"KUBERNETES_SERVICE_HOST": api.host, "KUBERNETES_SERVICE_PORT": str(api.port)}
+        for source in container.get("envFrom", []):  # before env: an env entry wins over envFrom
+            if set(source) != {"secretRef"}:
+                raise ManifestError(f"{container['name']}: envFrom {source} is not modelled")
+            env |= _secret(container["name"], secrets, source["secretRef"]["name"])
         for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref is not None:
+                data = _secret(container["name"], secrets, ref["name"])
+                if ref["key"] not in data:
+                    raise ManifestError(f"{container['name']}: Secret {ref['name']} has no key {ref['key']}")
+                env[item["name"]] = data[ref["key"]]
+                continue
             if "value" not in item:
                 raise ManifestError(f"{container['name']}: env {item['name']} is not a literal value")
             env[item["name"]] = str(item["value"])
+        # the kubelet expands $(NAME) in command and args from the container's env
+        argv = [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), a)
+                for a in [*container.get("command", []), *container.get("args", [])]]
         declared = {v["name"]: v for v in pod_spec.get("volumes", [])}
         volumes = []
         for mount in container.get("volumeMounts", []):
@@ -159,20 +177,31 @@ class Container:
                 for key, text in data.items():
                     (source / key).write_text(text)
                 writable = False  # kubelet mounts ConfigMaps read-only whatever the mount says
+            elif "secret" in volume:
+                for key, text in _secret(container["name"], secrets, volume["secret"]["secretName"]).items():
+                    (source / key).write_text(text)
+                    os.chmod(source / key, 0o644)  # the kubelet's defaultMode 0644
+                writable = False
             elif "projected" in volume:
                 for key, text in _projected(container["name"], volume["projected"], config_maps, api).items():
                     (source / key).write_text(text)
                     os.chmod(source / key, 0o644)
                 writable = False
             else:
-                raise ManifestError(f"{container['name']}: volume {mount['name']} is not an emptyDir, configMap or projected")
+                raise ManifestError(f"{container['name']}: volume {mount['name']} is not an emptyDir, configMap, "
+                                    "secret or projected")
             if writable:
                 os.chown(source, sc["runAsUser"], sc["runAsGroup"])  # fsGroup's effect on an emptyDir
             else:
                 os.chmod(source, 0o755)
             volumes.append(Volume(mount["mountPath"], source, writable))
-        return cls(container["name"], [*container.get("command", []), *container.get("args", [])], env,
-                   int(sc["runAsUser"]), int(sc["runAsGroup"]), volumes)
+        return cls(container["name"], argv, env, int(sc["runAsUser"]), int(sc["runAsGroup"]), volumes)
+
+
+def _secret(container: str, secrets: Mapping[str, Mapping[str, str]], name: str) -> dict[str, str]:
+    if name not in secrets:
+        raise ManifestError(f"{container}: Secret {name} is not in the render (the kubelet would not start it)")
+    return dict(secrets[name])
 
 
 @dataclass

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -31,9 +33,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from mlplatform import services
-from mlplatform.config import load_tenant, slug
+from mlplatform.config import load_tenant
+from mlplatform.envvars import scoped_environ
+from mlplatform.identity import mlflow_auth, sql_registry
+from mlplatform.identity.redis_acl import feast_project
+from mlplatform.monitoring.kfp_submit import identity_secret
 from mlplatform.monitoring.prediction_sinks import SqlSink
 from mlplatform.pipeline_tasks import take
 from mlplatform.processes import free_port
@@ -46,7 +53,7 @@ from tests.search.conftest import write_small_search_tenant
 from tests.monitoring.test_quality_push import gateway, quality_series  # noqa: F401 - a fixture
 from tests.topology.launcher import PipelineRun, TaskRun
 from tests.topology.manifests import (CLUSTER_MLFLOW, CLUSTER_POSTGRES, chart_values, config_maps, pod_of, predictor,
-                                      rendered_tenant, service_hosts)
+                                      rendered_platform, rendered_tenant, secrets, service_hosts, settings)
 from tests.topology.sandbox import Container, Sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.usefixtures("can_sandbox", "restore_tracking_uri")]
@@ -75,15 +82,17 @@ def wait_ready(url: str, process, log: Path, timeout: float = 300) -> None:
     pytest.fail(f"the predictor was not ready within {timeout} s:\n{log.read_text()[-4000:]}")
 
 
-def run_rayjob_entrypoint(tenant_file: Path, mlflow_run_id: str, scratch: Path) -> None:
-    """The RayJob training/rayjob.py builds for the staged run: its head container, its entrypoint."""
+def run_rayjob_entrypoint(tenant_file: Path, mlflow_run_id: str, scratch: Path, keys: dict) -> None:
+    """The RayJob training/rayjob.py builds for the staged run: its head container, its entrypoint,
+    MLflow as the tenant's trainer (the Secret the tenant chart rendered)."""
     job = build_rayjob(load_tenant(tenant_file), mlflow_run_id)
     pod = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     (head,) = pod["containers"]
-    container = Container.from_pod(pod, head, scratch)
+    container = Container.from_pod(pod, head, scratch, secrets=keys)
     container.argv = shlex.split(job["spec"]["entrypoint"])
     assert container.argv == ["mlplatform", "train-run", mlflow_run_id]
-    assert {v.mount_path for v in container.volumes} == {"/tmp", "/dev/shm"}  # no tenant file, no workspace
+    # no tenant file, no workspace: scratch, and its identity (MLflow as the trainer)
+    assert {v.mount_path for v in container.volumes} == {"/tmp", "/dev/shm", "/etc/mlplatform-identity"}
     done = Sandbox(scratch, service_hosts(container.env)).run(container, timeout=1200)
     assert done.returncode == 0, f"the RayJob's entrypoint failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
 
@@ -124,13 +133,50 @@ def check_answers(kind: str, cfg, ws: Workspace, base: str, version: str) -> Non
 def run_quality_job(objects: list[dict], name: str, scratch: Path, gateway: str) -> dict:
     """The tenant chart's quality CronJob, in its own sandbox; what it pushed."""
     pod, spec = pod_of(objects, "CronJob", f"{name}-quality")
-    container = Container.from_pod(pod, spec, scratch, config_maps(objects))
-    assert container.env.get(services.PREDICTION_LOG), "the quality job gets the shared prediction log"
-    done = Sandbox(scratch, service_hosts(container.env)).run(container, timeout=600)
+    container = Container.from_pod(pod, spec, scratch, config_maps(objects), secrets=secrets(objects))
+    assert settings(container).get(services.PREDICTION_LOG), "the quality job gets the shared prediction log"
+    done = Sandbox(scratch, service_hosts(settings(container))).run(container, timeout=600)
     assert done.returncode == 0, f"the quality job failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     series = quality_series(gateway)
     assert ("mlplatform_model_quality_computed_timestamp_seconds", name, None, None) in series, series
     return json.loads(done.stdout)
+
+
+def start_platform_redis(scratch: Path, port: int) -> tuple[subprocess.Popen, dict[str, dict[str, str]]]:
+    """The platform chart's Redis container (its password read from the mounted redis-admin Secret)
+    on `port` of this machine; its readiness probe must pass as rendered. Returns the process and
+    the platform render's Secrets (the admins' credentials)."""
+    platform = rendered_platform({})
+    keys = secrets(platform)
+    pod, spec = pod_of(platform, "Deployment", "redis")
+    container = Container.from_pod(pod, spec, scratch, config_maps(platform), secrets=keys)
+    assert container.argv[:2] == ["sh", "-c"] and keys["redis-admin"]["password"] not in container.argv[2]
+    container.argv[2] += f" --port {port} --bind 127.0.0.1"  # the Service's port, on this machine
+    box = Sandbox(scratch)
+    process = box.start(container, scratch.parent / "redis.log")
+    probe = list(spec["readinessProbe"]["exec"]["command"])
+    assert probe[-1].endswith("redis-cli ping")
+    probe[-1] = probe[-1].replace("redis-cli ping", f"redis-cli -p {port} ping")
+    deadline = time.monotonic() + 30
+    while box.run(container, probe, timeout=30).stdout.strip() != "PONG":
+        assert process.poll() is None and time.monotonic() < deadline, (scratch.parent / "redis.log").read_text()
+        time.sleep(0.2)
+    import redis
+
+    with pytest.raises(redis.AuthenticationError):  # the default user needs the password
+        redis.Redis(host="127.0.0.1", port=port).ping()
+    return process, keys
+
+
+def run_onboarding(objects: list[dict], name: str, scratch: Path, admins: dict[str, dict[str, str]]) -> dict:
+    """The tenant chart's onboarding Job (platform namespace), in its own sandbox, as the admins."""
+    pod, spec = pod_of(objects, "Job", f"{name}-onboard")
+    keys = secrets(objects) | admins
+    container = Container.from_pod(pod, spec, scratch, config_maps(objects), secrets=keys)
+    assert container.argv[:2] == ["mlplatform", "onboard"] and container.uid == 10001
+    done = Sandbox(scratch, service_hosts(container.env)).run(container, timeout=300)
+    assert done.returncode == 0, f"the onboarding Job failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("kind", ["fraud", "search"])
@@ -138,35 +184,49 @@ def test_the_compiled_pipeline_trains_and_the_charts_predictor_serves_each_in_it
                                                                                               gateway):
     svc = services.Services.from_env()
     require(services.reachable(services.postgres_address(svc.postgres)), f"PostgreSQL is not reachable ({svc.postgres})")
-    require(services.reachable(svc.redis), f"Redis is not reachable on {svc.redis}")
-    for address in (services.postgres_address(svc.postgres), svc.redis):
-        assert address.startswith("127.0.0.1:"), f"the sandbox maps service names to 127.0.0.1, not {address}"
+    require(shutil.which("redis-server"), "redis-server is not installed (apt-get install redis-server)")
+    assert services.postgres_address(svc.postgres).startswith("127.0.0.1:"), "the sandbox maps names to 127.0.0.1"
     import redis
     from mlflow import MlflowClient
 
     source = small_tenant(kind, tmp_path / "source")
-    keys = redis.Redis(host="127.0.0.1", port=int(svc.redis.rpartition(":")[2]))
-    name, process = load_tenant(source).name, None
+    name, process, redis_process = load_tenant(source).name, None, None
+    rport = free_port()
+    auth = services.Auth.create(tmp_path / "auth")
     try:
+        redis_process, platform_keys = start_platform_redis(tmp_path / "redis", rport)
+        admin_redis = redis.Redis(host="127.0.0.1", port=rport, password=platform_keys["redis-admin"]["password"])
         with services.profile(tmp_path / "server", tmp_path / "mlflow-server.log", svc,
-                              allowed_hosts=[f"{CLUSTER_MLFLOW}:*"]) as env:
+                              allowed_hosts=[f"{CLUSTER_MLFLOW}:*"], auth=auth) as env, mlflow_auth.as_user(auth.admin):
             port = free_port()
-            values = chart_values(source, svc, env[services.TRACKING], port, urlsplit(gateway).port)
+            values = chart_values(source, svc, env[services.TRACKING], port, urlsplit(gateway).port, redis_port=rport)
             tenant_file = tmp_path / "installed" / "tenant.yaml"  # the tenant file as the cluster holds it
             tenant_file.parent.mkdir()
             tenant_file.write_text(yaml.safe_dump(values, sort_keys=False))
             objects = rendered_tenant(values)
-            maps = config_maps(objects)
-            hosts = service_hosts(maps["mlplatform-services"])
+            maps, keys = config_maps(objects), secrets(objects)
+            hosts = service_hosts(maps["mlplatform-services"] | keys[f"{name}-pipeline"])
             assert set(hosts) == {CLUSTER_MLFLOW, "redis.mlplatform.svc.cluster.local", CLUSTER_POSTGRES}
 
+            # the admins' Secrets as the running servers have them: MLflow's admin is this run's,
+            # PostgreSQL's superuser is this machine's (trust authentication: no password checked)
+            admins = {"mlflow-admin": {"username": auth.admin.username, "password": auth.admin_password},
+                      "redis-admin": platform_keys["redis-admin"],
+                      "postgres-auth": {"username": make_url(svc.postgres).username, "password": "unused-by-trust"}}
+            onboarded = run_onboarding(objects, name, tmp_path / "onboarding", admins)
+            assert onboarded["redis"]["users"] == [f"{name}.reader", f"{name}.writer", f"{name}.stream"]
+            assert onboarded["postgres"]["role"] == sql_registry.role(name)
+
             run = PipelineRun(tmp_path / "pipeline", {"tenant": tenant_file.read_text(), "run_id": "topo",
-                                                       "mode": "cluster"}, maps, hosts)
+                                                       "mode": "cluster", "identity_secret": identity_secret(name)},
+                              maps, hosts, secrets=keys)
+            task_env = run.env("ingest")  # MLflow (NO_PERMISSIONS by default) as the tenant only
+            assert task_env["MLFLOW_TRACKING_USERNAME"] == f"{name}.trainer" and "MLFLOW_TRACKING_PASSWORD" in task_env
             for task in ("ingest", "validate", "features", "stage"):
                 done = run.run(task)
                 assert done.returncode == 0, f"task {task} failed:\n{done.log}"
             staged = json.loads(run.done["stage"].parameters["Output"])
-            run_rayjob_entrypoint(tenant_file, staged["mlflow_run_id"], tmp_path / "rayjob")
+            run_rayjob_entrypoint(tenant_file, staged["mlflow_run_id"], tmp_path / "rayjob", keys)
             trained = recorded(Workspace(tmp_path / "observer"), staged["mlflow_run_id"])  # what the train task reads back
             run.done["train"] = TaskRun("train", 0, "", parameters={"Output": json.dumps(trained)})
             registered = run.run("register")
@@ -184,41 +244,43 @@ def test_the_compiled_pipeline_trains_and_the_charts_predictor_serves_each_in_it
             for leftover in ("mlflow.db", "mlartifacts", "registry.db", "online_store.db", "MLmodel"):
                 assert not list((tmp_path / "pipeline").rglob(leftover)), leftover
                 assert not list((tmp_path / "rayjob").rglob(leftover)), leftover
-            assert list(keys.scan_iter(match=b"*" + slug(name).encode())), "nothing materialised into Redis"
+            assert list(admin_redis.scan_iter(match=b"*" + feast_project(name).encode())), "nothing materialised"
 
-            container, box = predictor(tmp_path / "pod", values)
+            container, box = predictor(tmp_path / "pod", objects=objects)  # the render onboarded above
             assert container.argv == ["mlplatform", "serve", name] and container.uid == 10001
+            (identity,) = [v.source for v in container.volumes if v.mount_path == container.env["MLPLATFORM_IDENTITY_DIR"]]
+            assert (identity / "MLFLOW_TRACKING_USERNAME").read_text() == f"{name}.predictor"  # read-only in MLflow
+            assert (identity / "MLPLATFORM_REDIS_USERNAME").read_text() == f"{name}.reader"
             log = tmp_path / "predictor.log"
             process = box.start(container, log)
             base = f"http://127.0.0.1:{port}"
             wait_ready(f"{base}/v2/health/ready", process, log)
             # the test's own view of the snapshot: the ingest task's output artifact, read with the same settings
             observer = Workspace(tmp_path / "observer")
-            cfg = apply_env_overrides(load_tenant(tenant_file))
             take(str(run.done["ingest"].artifacts["snapshot"]), observer.raw_dir(name))
-            check_answers(kind, cfg, observer, base, str(champion.version))
+            as_predictor = {k: v for k, v in keys[f"{name}-predictor"].items() if not k.startswith("MLFLOW_")}
+            for url in (services.REGISTRY, services.PREDICTION_LOG):  # the Service's name is the sandboxes' alone
+                as_predictor[url] = make_url(as_predictor[url]).set(host="127.0.0.1").render_as_string(hide_password=False)
+            with scoped_environ(as_predictor | {services.REDIS: f"127.0.0.1:{rport}"}):  # Feast as the predictor reads
+                cfg = apply_env_overrides(load_tenant(tenant_file))
+                check_answers(kind, cfg, observer, base, str(champion.version))
             (scratch,) = [v.source for v in container.volumes if v.mount_path == "/tmp"]
             assert not list(scratch.rglob("registry.db")) and not list(scratch.rglob("online_store.db"))
             assert not list(scratch.rglob("predictions/*/part-*.parquet")), "the predictor logged to its own disk"
             if kind == "fraud":  # (search: its click feedback is not yet in a shared store)
                 # the log flushes every second; the sandbox's stop is no pod's graceful SIGTERM
-                logged = SqlSink(svc.postgres, name)
+                logged = SqlSink(sql_registry.tenant_url(svc.postgres, name), name)  # in the tenant's own schema
                 deadline = time.monotonic() + 30
                 while len(logged.read("stable", None)) < 12 and time.monotonic() < deadline:
                     time.sleep(0.5)
                 record = run_quality_job(objects, name, tmp_path / "quality", gateway)
                 assert record["predictions"] == 12, record  # 5 V1 + 5 V2 + 2 cold-start rows
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except Exception:  # noqa: BLE001
-                process.kill()
-        leftovers = list(keys.scan_iter(match=b"*" + slug(name).encode()))
-        if leftovers:
-            keys.delete(*leftovers)
-        from sqlalchemy import create_engine, text
-
-        with create_engine(svc.postgres).begin() as conn:  # the predictors' log
-            conn.execute(text(f"DROP TABLE IF EXISTS prediction_log_{slug(name)}"))
+        for proc in (process, redis_process):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except Exception:  # noqa: BLE001
+                    proc.kill()
+        sql_registry.drop(svc.postgres, name)  # the tenant's role, its registry and prediction log

@@ -24,8 +24,9 @@ from mlplatform.verify import render
 from tests.monitoring.kfp_api_standin import KfpApiStandIn
 from tests.monitoring.test_webhook import alert, payload
 from tests.monitoring.test_webhook_kfp import assert_is_compiled_train_deploy
-from tests.topology.manifests import (FRAUD_TENANT, config_maps, pod_of, rendered_platform, rendered_tenant,
-                                      service_hosts)
+from tests.conftest import require
+from tests.topology.manifests import (CLUSTER_POSTGRES, FRAUD_TENANT, config_maps, pod_of, rendered_platform,
+                                      rendered_tenant, secrets, service_hosts, settings)
 from tests.topology.kube_api_standin import HOST, KubeApiStandIn
 from tests.topology.sandbox import ApiAccess, Container, Sandbox
 
@@ -67,7 +68,8 @@ def test_the_tenants_retrain_cronjob_starts_a_run_with_the_tenant_file_the_clust
     assert experiment.display_name == values["name"] == create.display_name.removesuffix("-scheduled-retrain")
     assert create.experiment_id == experiment.experiment_id
     # the run's tenant is the ConfigMap the tenant chart installed, not a file baked into the image
-    assert create.runtime_config.parameters == {"tenant": maps[f"{values['name']}-tenant"]["tenant.yaml"]}
+    assert create.runtime_config.parameters == {"tenant": maps[f"{values['name']}-tenant"]["tenant.yaml"],
+                                                "identity_secret": f"{values['name']}-pipeline"}  # identity.yaml's
     assert_is_compiled_train_deploy(create.pipeline_spec)
 
 
@@ -154,24 +156,43 @@ def test_the_platform_webhook_turns_an_alert_into_a_kfp_run_with_the_tenant_file
     assert kfp_api.experiments[create.experiment_id].display_name == "acme-fraud"
     assert_is_compiled_train_deploy(create.pipeline_spec)  # read from /app, where the image ships it
     # the run's tenant is the file the tenant chart installed, read through the API
-    assert create.runtime_config.parameters == {"tenant": text, "run_id": create.runtime_config.parameters["run_id"]}
+    assert create.runtime_config.parameters == {"tenant": text, "run_id": create.runtime_config.parameters["run_id"],
+                                                "identity_secret": "acme-fraud-pipeline"}
     assert create.runtime_config.parameters["run_id"].startswith("retrain-")
     # nothing but its /tmp emptyDir was writable, and the webhook kept its record in KFP, not there
     (scratch,) = [v.source for v in container.volumes if v.mount_path == "/tmp"]
     assert not list(scratch.rglob("state.json"))
 
 
-def test_the_quality_cronjob_with_no_prediction_log_in_its_pod_fails_loudly_and_pushes_nothing(tmp_path):
-    """The tenant's quality CronJob as rendered without cluster.prediction_log (the default): no log
-    is shared with it (each predictor logs to its own /tmp), so it must fail with the reason rather
-    than push a fresh timestamp over no measurement (MLPlatformQualityJobStale then fires). With
-    the shared log it measures and pushes: tests/topology/test_pipeline.py."""
-    values = render.load_values(FRAUD_TENANT)
+@pytest.mark.service
+def test_the_quality_cronjob_before_any_logged_prediction_fails_loudly_and_pushes_nothing(tmp_path):
+    """The tenant's quality CronJob as rendered, reading the prediction log in the tenant's own schema
+    as its role (the chart's default, the role as its onboarding creates it) before any predictor
+    has logged: it must fail with the reason rather than push a fresh timestamp over no measurement
+    (MLPlatformQualityJobStale then fires). With logged predictions it measures and pushes:
+    tests/topology/test_pipeline.py."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from mlplatform import services
+    from mlplatform.identity import sql_registry
+
+    svc = services.Services.from_env()
+    require(services.reachable(services.postgres_address(svc.postgres)), f"PostgreSQL is not reachable ({svc.postgres})")
+    values = render.load_values(FRAUD_TENANT) | {"name": f"qj-{uuid.uuid4().hex[:6]}"}
+    url = make_url(svc.postgres)
+    values["cluster"] = {**values.get("cluster", {}),
+                         "platform_database": f"{url.drivername}://{CLUSTER_POSTGRES}:{url.port or 5432}/{url.database}"}
     objects = rendered_tenant(values)
     pod, spec = pod_of(objects, "CronJob", f"{values['name']}-quality")
-    container = Container.from_pod(pod, spec, tmp_path / "quality", config_maps(objects))
+    container = Container.from_pod(pod, spec, tmp_path / "quality", config_maps(objects), secrets=secrets(objects))
     assert container.argv == ["mlplatform", "quality-job", "/etc/mlplatform/tenant.yaml"]
-    done = Sandbox(tmp_path / "quality", service_hosts(container.env)).run(container, timeout=300)
+    sql_registry.provision(svc.postgres, values["name"])  # what the onboarding Job does
+    try:
+        done = Sandbox(tmp_path / "quality", service_hosts(settings(container))).run(container, timeout=300)
+    finally:
+        sql_registry.drop(svc.postgres, values["name"])
     assert done.returncode == 2, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     message = " ".join(done.stderr.split())
     assert f"no logged predictions for {values['name']}" in message and "nothing pushed" in message, message

@@ -128,7 +128,10 @@ containers:
     imagePullPolicy: {{ $c.image_pull_policy }}
     command: ["mlplatform"]
     args: ["serve", {{ include "tenant.name" $root | quote }}]
+    # its identity (identity.yaml): MLflow read-only, the Redis reader, the tenant's database role for
+    # the prediction log the quality CronJob reads (a file in this pod's /tmp would be nothing to it)
     env:
+      {{- include "tenant.identityEnv" . | nindent 6 }}
       - name: MLPLATFORM_TENANT_FILE
         value: /etc/mlplatform/tenant.yaml
       - name: MLPLATFORM_MODEL_ALIAS
@@ -141,15 +144,6 @@ containers:
         value: {{ $c.redis_address | quote }}
       - name: MLFLOW_TRACKING_URI
         value: {{ $c.mlflow_tracking_uri | quote }}
-      {{- with $c.feast_registry }}
-      - name: MLPLATFORM_FEAST_REGISTRY
-        value: {{ . | quote }}
-      {{- end }}
-      {{- with $c.prediction_log }}
-      # the log the quality CronJob reads (a file in this pod's /tmp would be nothing to it)
-      - name: MLPLATFORM_PREDICTION_LOG
-        value: {{ . | quote }}
-      {{- end }}
       - name: HOME
         value: /tmp
       # the workspace (Feast's repo file, caches) on the /tmp emptyDir: the root filesystem is read-only
@@ -172,12 +166,41 @@ containers:
       {{- include "tenant.containerSecurityContext" $root | nindent 6 }}
     volumeMounts:
       - {name: tenant, mountPath: /etc/mlplatform, readOnly: true}
+      {{- include "tenant.identityMount" . | nindent 6 }}
       - {name: tmp, mountPath: /tmp}
 volumes:
+  {{- include "tenant.identityVolume" (dict "root" $root "as" "predictor") | nindent 2 }}
   - name: tenant
     configMap:
       name: {{ include "tenant.name" $root }}-tenant
   - name: tmp
     emptyDir:
       sizeLimit: 1Gi
+{{- end -}}
+
+{{/* mlplatform.config.slug: lower case, every run of other characters one "_" (a test compares) */}}
+{{- define "tenant.slug" -}}
+{{- regexReplaceAll "[^a-z0-9]+" (lower .Values.name) "_" | trimAll "_" -}}
+{{- end -}}
+
+{{/* The tenant's own PostgreSQL role and schema (mlplatform.identity.sql_registry.role) */}}
+{{- define "tenant.databaseRole" -}}
+{{- printf "feast_%s" (include "tenant.slug" .) -}}
+{{- end -}}
+
+{{/*
+A pod's identity (identity.yaml): the Secret <tenant>-<as> mounted at /etc/mlplatform-identity, whose
+files the `mlplatform` command sets as its variables (MLPLATFORM_IDENTITY_DIR; files, not env from a
+Secret: mlplatform/identity/secret_files.py). Call with (dict "root" $ "as" "predictor").
+"identityEnv" is the env entry, "identityMount" the volumeMount, "identityVolume" the volume.
+*/}}
+{{- define "tenant.identityEnv" -}}
+- {name: MLPLATFORM_IDENTITY_DIR, value: /etc/mlplatform-identity}
+{{- end -}}
+{{- define "tenant.identityMount" -}}
+- {name: identity, mountPath: /etc/mlplatform-identity, readOnly: true}
+{{- end -}}
+{{- define "tenant.identityVolume" -}}
+- name: identity
+  secret: {secretName: {{ printf "%s-%s" (include "tenant.name" .root) .as }}}
 {{- end -}}

@@ -8,7 +8,9 @@ cool-down) is the embedded one. What changes is where runs start and where the m
   compiled train_deploy the image ships, with the tenant file's YAML text as `tenant` (what the
   retrain CronJob passes too) and the incident id (`retrain-<stamp>`, embedded mode's run id) as
   `run_id`, in the experiment named after the tenant (the CronJob's), named
-  `<tenant>-alert-retrain-<stamp>`, caching off: a retrain must read fresh data.
+  `<tenant>-alert-retrain-<stamp>`, caching off: a retrain must read fresh data; its tasks act as
+  the tenant through the Secret `identity_secret` names (`<tenant>-pipeline`, charts/tenant
+  identity.yaml; the CronJob passes the same).
 - memory: KFP's run list. KFP 2.17 does not make run names unique (backend/src/apiserver/model/run.go:
   DisplayName is `not null` only; resource_manager.go CreateRun dedups by name for recurring runs
   alone), so before deciding, the newest alert run of the tenant is listed (filter display_name
@@ -33,6 +35,11 @@ ALERT_RUN = "-alert-retrain-"
 FINAL_STATES = {"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"}
 DEFAULT_PACKAGE = "/app/pipelines/compiled/train_deploy.yaml"  # the Dockerfile's COPY . /app
 KEPT_RECORDS = 100
+
+
+def identity_secret(tenant: str) -> str:
+    """The Secret the tenant chart makes for its pipeline tasks (charts/tenant/templates/identity.yaml)."""
+    return f"{tenant}-pipeline"
 
 
 class KfpUnavailable(RuntimeError):
@@ -81,7 +88,7 @@ class KfpRuns:
         """Create the run; returns its KFP run id (the record's `pid`)."""
         text = Path(tenant_file).read_text()
         run = self._call("create run", lambda c: c.create_run_from_pipeline_package(
-            str(self.package), arguments={"tenant": text, "run_id": incident}, run_name=run_name(tenant, incident),
+            str(self.package), arguments={"tenant": text, "run_id": incident, "identity_secret": identity_secret(tenant)}, run_name=run_name(tenant, incident),
             experiment_name=tenant, enable_caching=False))
         return run.run_id
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlplatform import services
 from mlplatform.config import Resources, TenantConfig
+from mlplatform.identity.secret_files import IDENTITY_DIR
 
 RAY_VERSION = "2.60.0"  # the ray release in the image (pyproject: ray[train,tune]~=2.60.0)
 _NAME_MAX = 47  # KubeRay derives child names (<job>-raycluster-xxxxx-head-...) that must stay <= 63
@@ -55,23 +56,36 @@ def _pod_template(cfg: TenantConfig, container: dict[str, Any], labels: dict[str
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},  # object store
         ],
     }
+    if any(m["name"] == "identity" for m in container["volumeMounts"]):
+        spec["volumes"].append({"name": "identity", "secret": {"secretName": identity_secret(cfg.name)}})
     if restart_never:
         spec["restartPolicy"] = "Never"
     return {"metadata": {"labels": labels}, "spec": spec}
 
 
+IDENTITY_MOUNT = "/etc/mlplatform-identity"
+
+
+def identity_secret(tenant: str) -> str:
+    """The tenant's trainer identity for MLflow (charts/tenant/templates/identity.yaml)."""
+    return f"{tenant}-trainer"
+
+
 def _container(cfg: TenantConfig, name: str, resources: Resources, env: list[dict[str, str]],
-               ports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               ports: list[dict[str, Any]] | None = None, identity: bool = True) -> dict[str, Any]:
     c: dict[str, Any] = {
         "name": name,
         "image": cfg.cluster.image,
         "imagePullPolicy": cfg.cluster.image_pull_policy,
-        "env": env,
+        "env": env + ([{"name": IDENTITY_DIR, "value": IDENTITY_MOUNT}] if identity else []),
         "resources": _resources(resources),
         "securityContext": _security_context(),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "dshm", "mountPath": "/dev/shm"},
+            # MLflow as the tenant's trainer (identity/secret_files.py); the job submitter only
+            # talks to the Ray head and gets none
+            *([{"name": "identity", "mountPath": IDENTITY_MOUNT, "readOnly": True}] if identity else []),
         ],
     }
     if ports:
@@ -103,7 +117,8 @@ def build_rayjob(cfg: TenantConfig, run_id: str, entrypoint: str | None = None,
         "mlplatform.io/run-id": re.sub(r"[^A-Za-z0-9._-]+", "-", run_id)[:63].strip("-._") or "run",
     }
     # training reads everything from the staged MLflow run (the tenant file the pipeline run was
-    # given, the training set): MLflow is the one service it needs; its scratch lives on /tmp
+    # given, the training set): MLflow, as the tenant's trainer, is the one service it needs; its
+    # scratch lives on /tmp
     env = [
         {"name": services.TRACKING, "value": c.mlflow_tracking_uri},
         {"name": "MLPLATFORM_HOME", "value": "/tmp/mlplatform"},
@@ -119,7 +134,7 @@ def build_rayjob(cfg: TenantConfig, run_id: str, entrypoint: str | None = None,
         cfg, "ray-job-submitter",
         Resources.model_validate({"requests": {"cpu": "100m", "memory": "256Mi"},
                                   "limits": {"cpu": "500m", "memory": "512Mi"}}),
-        env,
+        env, identity=False,
     )
     workers = cfg.model.ray.num_workers
     return {

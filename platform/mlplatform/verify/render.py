@@ -77,7 +77,7 @@ def render(chart_dir: Path, values: dict[str, Any] | None, release: str,
 def cases(repo_root: Path) -> list[Case]:
     out = [
         Case("mlplatform/defaults", "mlplatform", "mlplatform", None),
-        Case("mlplatform/mlflow-auth", "mlplatform", "mlplatform", {"mlflow": {"auth": {"enabled": True}}}),
+        Case("mlplatform/no-mlflow-auth", "mlplatform", "mlplatform", {"mlflow": {"auth": {"enabled": False}}}),
         Case("tenant/defaults", "tenant", "example", None),
     ]
     for path in tenant_files(repo_root):
