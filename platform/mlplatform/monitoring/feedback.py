@@ -20,6 +20,12 @@ seen. Columns:
 `write_feedback` validates before writing (atomic: temporary name, then rename), and
 `read_feedback` validates every file it reads, naming the file. The join with the prediction log
 and the metrics are in mlplatform.monitoring.quality.
+
+Where the prediction log is a database (MLPLATFORM_PREDICTION_LOG: a cluster, the services profile),
+feedback is the table `feedback_<slug>` beside it, with the same columns, in the tenant's own schema
+and written as the tenant's role (docs/security.md): the search frontend that shows the lists
+appends to it (or calls `write_feedback` with the same settings), and the quality CronJob reads it,
+so no pod's disk holds it. Rows are validated when read, as files are.
 """
 
 from __future__ import annotations
@@ -130,11 +136,34 @@ def _empty() -> pd.DataFrame:
                          "clicked": pd.Series(dtype=np.int64), "at": pd.Series(dtype="datetime64[us, UTC]")})
 
 
-def write_feedback(ws: Workspace, tenant: str, df: pd.DataFrame) -> Path | None:
-    """Validate and write one feedback file; returns its path (None for an empty table)."""
+def feedback_table(tenant: str) -> str:
+    from mlplatform.config import slug
+
+    return f"feedback_{slug(tenant)}"
+
+
+def _database(environ=None) -> str | None:
+    from mlplatform.services import PREDICTION_LOG
+
+    return ((os.environ if environ is None else environ).get(PREDICTION_LOG) or "").strip() or None
+
+
+def write_feedback(ws: Workspace, tenant: str, df: pd.DataFrame) -> Path | str | None:
+    """Validate and write one feedback file, or append to the feedback table (see the module
+    docstring); returns where (None for an empty table)."""
     table = validate_feedback(df, f"feedback for {tenant}")
     if table.empty:
         return None
+    url = _database()
+    if url is not None:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(url)
+        try:
+            table.to_sql(feedback_table(tenant), engine, if_exists="append", index=False, method="multi", chunksize=1000)
+        finally:
+            engine.dispose()
+        return f"table {feedback_table(tenant)}"
     folder = feedback_dir(ws, tenant)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
@@ -149,7 +178,10 @@ def read_feedback(ws: Workspace, tenant: str, as_of: datetime | pd.Timestamp | N
     """Every feedback row of a tenant that happened at or before `as_of` (default: now), validated
     file by file (FeedbackError names the file). Empty when there is none."""
     frames = []
-    for path in sorted(feedback_dir(ws, tenant).glob("*.parquet")):
+    url = _database()
+    if url is not None:
+        frames.append(_read_table(url, tenant))
+    for path in sorted(feedback_dir(ws, tenant).glob("*.parquet")) if url is None else ():
         try:
             raw = pd.read_parquet(path)
         except Exception as err:  # noqa: BLE001 - any reader error: not a usable parquet file
@@ -166,3 +198,18 @@ def read_feedback(ws: Workspace, tenant: str, as_of: datetime | pd.Timestamp | N
     cutoff = pd.Timestamp(as_of or datetime.now(timezone.utc))
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff
     return df[df["at"] <= cutoff].reset_index(drop=True)
+
+
+def _read_table(url: str, tenant: str) -> pd.DataFrame:
+    from sqlalchemy import create_engine, inspect
+
+    name = feedback_table(tenant)
+    engine = create_engine(url)
+    try:
+        if not inspect(engine).has_table(name):
+            return _empty()
+        with engine.connect() as conn:
+            raw = pd.read_sql_table(name, conn)
+    finally:
+        engine.dispose()
+    return validate_feedback(raw, f"feedback table {name}")
