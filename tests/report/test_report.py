@@ -18,6 +18,7 @@ import pytest
 from mlplatform.config import load_tenant
 from mlplatform.registry.mlflow_registry import isolated_tracking_env
 from mlplatform.report.build import build
+from mlplatform.report.plugin import format_metric
 from mlplatform.workspace import Workspace
 from tests.conftest import REPO, require
 
@@ -45,13 +46,13 @@ def _check_common(report, out: Path, cfg, ws, trained) -> str:
     assert report.metrics, "the report shows no MLflow metric"
     for key, value in report.metrics.items():
         assert logged[key] == value, key
-        assert f"{value:.4f}" in md, f"{key} {value:.4f} not shown"
+        assert format_metric(key, value) in md, f"{key} {format_metric(key, value)} not shown"
     primary = cfg.metrics.primary if cfg.metrics.primary in logged else "ndcg_at_10"
     assert primary in report.metrics
     # baselines logged as baseline.<name>.<metric> are all shown; none: the page says so
     baselines = {k: v for k, v in logged.items() if k.startswith("baseline.")}
     for key, value in baselines.items():
-        assert key in report.metrics and f"{value:.4f}" in md
+        assert key in report.metrics and format_metric(key, value) in md
     # the rebuilt validation predictions give the logged figure back (the intervals are over them)
     assert "reproduces the logged figure" in md and "DOES NOT" not in md
     assert re.search(r"\[0\.\d{4}, [01]\.\d{4}\]", md), "no bootstrap interval shown"
@@ -93,7 +94,7 @@ def test_fraud_report_figures_come_from_the_records(trained_fraud, tmp_path):
     cpu = bench["serving"]["kserve"]["fixed_rate"]["200"]["server_cpu_ms_per_request"]
     assert f"{cpu:.3f} CPU ms per request" in md
     assert "| 10000 |" in md and "| 1000 |" in md
-    assert re.search(r"\| missed positives per request .*\| [\d,]+ \| \d+\.\d\d \|", md)
+    assert re.search(r"\| missed positives per request .*\| [\d,]+ \| (\d+\.\d\d days|\d+\.\d hours) \|", md)
 
 
 @pytest.mark.slow
@@ -108,7 +109,7 @@ def test_search_report_figures_come_from_the_records(trained_search, tmp_path):
     cfg, ws, report = _report(trained_search, tmp_path, BENCH)
     md = _check_common(report, tmp_path, cfg, ws, trained_search)
     assert "ranker" in md and "recall@" in md
-    assert re.search(r"\| NDCG@10 per query .*\| [\d,]+ \| \d+\.\d\d \|", md)
+    assert re.search(r"\| NDCG@10 per query .*\| [\d,]+ \| (\d+\.\d\d days|\d+\.\d hours) \|", md)
 
 
 def _chromium() -> str | None:

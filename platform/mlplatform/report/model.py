@@ -33,14 +33,22 @@ class Section(BaseModel):
     tables: list[Table] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
     timings: list[Timing] = Field(default_factory=list)
+    order: list[str] = Field(default_factory=list)  # "p" / "t" as said: a text stays beside its table
 
     def say(self, *text: str) -> "Section":
         self.paragraphs.extend(text)
+        self.order.extend("p" * len(text))
         return self
 
     def table(self, columns: list[str], rows: list[list], caption: str = "") -> "Section":
         self.tables.append(Table(columns=columns, rows=[[str(c) for c in r] for r in rows], caption=caption))
+        self.order.append("t")
         return self
+
+    def blocks(self) -> list[str | Table]:
+        """Paragraphs and tables in the order they were added (the timings' table last)."""
+        texts, tables = iter(self.paragraphs), iter(self.tables)
+        return [next(texts) if kind == "p" else next(tables) for kind in self.order]
 
 
 class Provenance(BaseModel):

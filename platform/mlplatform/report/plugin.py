@@ -20,11 +20,21 @@ class Context:
     shown: dict[str, float] = field(default_factory=dict)  # MLflow metrics shown (tests compare)
 
     def metric(self, key: str, digits: int = 4) -> str:
-        """A recorded MLflow metric as shown (rounded), remembered for the tests; '-' when absent."""
+        """A recorded MLflow metric as shown (format_metric), remembered for the tests; '-' when absent."""
         if key not in self.rec.metrics:
             return "-"
         self.shown[key] = self.rec.metrics[key]
-        return f"{self.rec.metrics[key]:.{digits}f}"
+        return format_metric(key, self.rec.metrics[key], digits)
+
+
+COUNTS = ("rows", "queries", "click_labelled_train_rows")  # MLflow logs every metric as a float
+
+
+def format_metric(key: str, value: float, digits: int = 4) -> str:
+    """A count as a whole number with thousands separators, anything else rounded to `digits`."""
+    if key.rsplit(".", 1)[-1] in COUNTS and float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.{digits}f}"
 
 
 @dataclass(frozen=True)

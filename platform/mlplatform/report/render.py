@@ -32,8 +32,8 @@ def _md_table(t: Table) -> list[str]:
     return out + [""]
 
 
-def _tables(s: Section) -> list[Table]:
-    return s.tables + ([_timing_table(s.timings)] if s.timings else [])
+def _blocks(s: Section) -> list[str | Table]:
+    return s.blocks() + ([_timing_table(s.timings)] if s.timings else [])
 
 
 def markdown(report: ReportData) -> str:
@@ -46,10 +46,8 @@ def markdown(report: ReportData) -> str:
              "- records read: " + "; ".join(f"`{s}`" for s in p.sources), ""]
     for s in report.sections:
         lines += [f"## {s.title}", ""]
-        for para in s.paragraphs:
-            lines += [para, ""]
-        for t in _tables(s):
-            lines += _md_table(t)
+        for block in _blocks(s):
+            lines += _md_table(block) if isinstance(block, Table) else [block, ""]
         for f in s.figures:
             lines += [f"![{f.caption}]({f.file})", ""]
     return "\n".join(lines)
@@ -75,8 +73,7 @@ def html_page(report: ReportData, png_dir: Path) -> str:
              + "; ".join(f"<code>{_h(s)}</code>" for s in p.sources) + "</p>"]
     for s in report.sections:
         parts.append(f"<h2>{_h(s.title)}</h2>")
-        parts += [f"<p>{_h(para)}</p>" for para in s.paragraphs]
-        parts += [_html_table(t) for t in _tables(s)]
+        parts += [_html_table(b) if isinstance(b, Table) else f"<p>{_h(b)}</p>" for b in _blocks(s)]
         for f in s.figures:
             data = base64.b64encode((png_dir / f.file).read_bytes()).decode("ascii")
             parts.append(f'<figure><img alt="{_h(f.caption)}" src="data:image/png;base64,{data}">'

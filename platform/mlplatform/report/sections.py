@@ -217,15 +217,22 @@ def experiment(ctx: Context, exp: Experiment | None) -> Section:
         s.say(f"Sample size for {exp.metric}: not computable ({err}).")
         return s
     days = 2 * n / (t.per_day * 2 * EXPERIMENT_SPLIT)
-    s.table(["metric", "baseline (source)", "MDE", "α / power", f"{exp.unit}s per arm", "days at expected traffic"],
+    units = _plural(exp.unit)
+    s.table(["metric", "baseline (source)", "MDE", "α / power", f"{units} per arm", "time at expected traffic"],
             [[exp.metric, f"{shape} ({exp.source})", f"{exp.relative_mde:+.0%} relative", "0.05 / 0.8",
-              f"{n:,}", f"{days:.2f}"]])
-    s.say(f"Duration: two arms of {EXPERIMENT_SPLIT:.0%} of {t.per_day:,.0f} {exp.unit}s/day (serving.traffic); "
+              f"{n:,}", f"{days:.2f} days" if days >= 1 else f"{days * 24:.1f} hours"]])
+    delay = ctx.rec.cfg.data.label_delay_days
+    labels = (f"labels arrive only after {delay:g} days" if delay else
+              "its outcome has to be measured on the same units the test splits")
+    s.say(f"Duration: two arms of {EXPERIMENT_SPLIT:.0%} of {t.per_day:,.0f} {units}/day (serving.traffic); "
           "run whole weeks regardless, so weekday patterns fall in both arms. The canary does not replace this "
           "test: it guards against breakage (errors, latency, score distribution) over minutes at a small "
-          "share, far too few units to detect an effect of this size, and labels arrive only after "
-          f"{ctx.rec.cfg.data.label_delay_days:g} days.")
+          f"share, far too few units to detect an effect of this size, and {labels}.")
     return s
+
+
+def _plural(unit: str) -> str:
+    return f"{unit[:-1]}ies" if unit.endswith("y") else f"{unit}s"
 
 
 def serving(ctx: Context, task) -> Section:
