@@ -90,8 +90,6 @@ def test_the_stack_and_one_rayjob_fit_the_runner(cases):
     rows = []
     for case in _installed(cases):
         for obj in case.objects:
-            if "helm.sh/hook" in obj["metadata"].get("annotations", {}):
-                continue  # runs while `helm install` waits, before anything else of the tenant is scheduled
             c, m = object_requests(obj)
             if c or m:
                 rows.append((f"{case.name} {obj['kind']}/{obj['metadata']['name']}", c, m))

@@ -180,8 +180,21 @@ def test_redis_requires_the_admin_password_from_its_mounted_secret(cases):
     pod = deploy["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert c["command"] == ["sh", "-c"]
-    assert '--requirepass "$(cat /etc/redis-admin/password)"' in c["args"][0]
+    assert c["args"][0].startswith("""printf 'requirepass %s\\n' "$(cat /etc/redis-admin/password)" | exec redis-server - """)
     assert "REDISCLI_AUTH=" in c["readinessProbe"]["exec"]["command"][-1]
     assert {"name": "admin", "mountPath": "/etc/redis-admin", "readOnly": True} in c["volumeMounts"]
     assert {"name": "admin", "secret": {"secretName": "redis-admin"}} in pod["volumes"]
     assert not [e for e in c.get("env", []) if "valueFrom" in e]
+
+
+def test_the_own_database_url_keeps_the_platform_databases_options(helm):
+    """cluster.platform_database may carry connection options (sslmode=...): the tenant role's URL
+    keeps them, so its pods connect as the onboarding does."""
+    from mlplatform.verify import render
+
+    values = render.load_values(REPO_ROOT / "examples" / "fraud" / "tenant.yaml")
+    values["cluster"] = {**values.get("cluster", {}),
+                         "platform_database": "postgresql+psycopg://db.example:5432/platform?sslmode=require"}
+    objects, _, _ = render.render(REPO_ROOT / "charts" / "tenant", values, "fraud")
+    url = _secrets(objects)[("fraud", "fraud-predictor")]["MLPLATFORM_PREDICTION_LOG"]
+    assert url.startswith("postgresql+psycopg://feast_fraud:") and url.endswith("@db.example:5432/platform?sslmode=require")

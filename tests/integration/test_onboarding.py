@@ -131,3 +131,26 @@ def test_onboarding_says_which_secret_key_is_missing_and_which_server_refused(se
     assert refused.exit_code == 2, refused.output
     said = " ".join(refused.output.split())
     assert "refused onboarding" in said and "as 'admin'" in said and "401" in said, said
+    # MLflow's refusal did not keep the others from being done (Redis first: after a Redis restart
+    # its users are what the CronJob is for)
+    record = json.loads(refused.output.splitlines()[0])
+    assert record["redis"]["users"] == [f"{tenant}.{r}" for r in redis_acl.ROLES]
+    assert record["postgres"]["role"] == sql_registry.role(tenant) and "error" in record["mlflow"]
+    sql_registry.drop(servers["postgres"], tenant)
+
+
+def test_an_admin_secret_mounted_empty_skips_its_service(servers, tmp_path):
+    """The chart mounts the admins' Secrets optional: a platform without one (MLflow's auth app
+    off, say) gets the others done and that one skipped, by name."""
+    tenant = f"onb-{uuid.uuid4().hex[:6]}"
+    identity = _secret(tmp_path / "identity", {key: uuid.uuid4().hex for key in IDENTITY_KEYS})
+    empty = tmp_path / "mlflow-admin"
+    (empty / "..data").mkdir(parents=True)  # what an optional, absent Secret's volume may hold: nothing of ours
+    try:
+        result = _onboard(servers, tenant, identity, mlflow_admin=empty)
+        assert result.exit_code == 0, result.output
+        record = json.loads(result.output.splitlines()[0])
+        assert record["mlflow"] == {"skipped": f"no admin Secret mounted at {empty}"}
+        assert record["redis"]["users"] and record["postgres"]["role"] == sql_registry.role(tenant)
+    finally:
+        sql_registry.drop(servers["postgres"], tenant)

@@ -95,10 +95,12 @@ def predictor(scratch: Path, values: dict[str, Any] | None = None,
 def settings(container: Container) -> dict[str, str]:
     """The variables the container's `mlplatform` process runs with: its env and the files of its
     mounted identity Secret (mlplatform/identity/secret_files.py)."""
-    folder = container.env.get("MLPLATFORM_IDENTITY_DIR")
-    mounted = [v.source for v in container.volumes if v.mount_path == folder]
-    files = {p.name: p.read_text() for p in mounted[0].iterdir()} if mounted else {}
-    return files | container.env
+    from mlplatform.identity.secret_files import IDENTITY_DIR, load_identity
+
+    mounted = [v.source for v in container.volumes if v.mount_path == container.env.get(IDENTITY_DIR)]
+    env = dict(container.env) | ({IDENTITY_DIR: str(mounted[0])} if mounted else {})
+    load_identity(env)  # as the container's `mlplatform` does, from the host's copy of the mount
+    return env
 
 
 CLUSTER_POSTGRES = "postgres.mlplatform.svc.cluster.local"

@@ -178,9 +178,17 @@ class Container:
                     (source / key).write_text(text)
                 writable = False  # kubelet mounts ConfigMaps read-only whatever the mount says
             elif "secret" in volume:
-                for key, text in _secret(container["name"], secrets, volume["secret"]["secretName"]).items():
-                    (source / key).write_text(text)
-                    os.chmod(source / key, 0o644)  # the kubelet's defaultMode 0644
+                name = volume["secret"]["secretName"]
+                optional = volume["secret"].get("optional") and name not in secrets  # mounted empty
+                # the kubelet's layout: the files in a timestamped folder, `..data` pointing at it, and
+                # each key a symlink through `..data` (so an update swaps one link); defaultMode 0644
+                stamp = source / "..2026_01_01_00_00_00.000000000"
+                stamp.mkdir(mode=0o755)
+                for key, text in ({} if optional else _secret(container["name"], secrets, name)).items():
+                    (stamp / key).write_text(text)
+                    os.chmod(stamp / key, 0o644)
+                    (source / key).symlink_to(f"..data/{key}")
+                (source / "..data").symlink_to(stamp.name)
                 writable = False
             elif "projected" in volume:
                 for key, text in _projected(container["name"], volume["projected"], config_maps, api).items():

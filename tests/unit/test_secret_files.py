@@ -8,10 +8,13 @@ from mlplatform.identity.secret_files import IDENTITY_DIR, IdentityNotMounted, l
 
 
 def test_each_file_named_as_a_variable_sets_it_unless_the_env_already_does(tmp_path):
-    (tmp_path / "MLFLOW_TRACKING_PASSWORD").write_text("s3cret\n")
-    (tmp_path / "MLFLOW_TRACKING_USERNAME").write_text("fraud.predictor")
-    (tmp_path / "..data").mkdir()  # the kubelet's own entries in a Secret volume
-    (tmp_path / "lower_case").write_text("not a variable")
+    stamp = tmp_path / "..2026_12_01_10_00_00.000000000"  # the kubelet's layout of a Secret volume
+    stamp.mkdir()
+    for name, text in (("MLFLOW_TRACKING_PASSWORD", "s3cret\n"), ("MLFLOW_TRACKING_USERNAME", "fraud.predictor"),
+                       ("lower_case", "not a variable")):
+        (stamp / name).write_text(text)
+        (tmp_path / name).symlink_to(f"..data/{name}")
+    (tmp_path / "..data").symlink_to(stamp.name)
     env = {IDENTITY_DIR: str(tmp_path), "MLFLOW_TRACKING_USERNAME": "set-by-the-pod"}
     assert load_identity(env) == ["MLFLOW_TRACKING_PASSWORD"]
     assert env["MLFLOW_TRACKING_PASSWORD"] == "s3cret" and env["MLFLOW_TRACKING_USERNAME"] == "set-by-the-pod"

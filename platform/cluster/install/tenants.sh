@@ -16,8 +16,10 @@ case "$(action "$@")" in
       log "installing tenant ${t}"
       h upgrade --install "${t}" "${REPO_ROOT}/charts/tenant" -n "${NS_PLATFORM}" -f "${file}" \
         --set cluster.gateway_local_port="${GATEWAY_LOCAL_PORT}" \
-        --set cluster.image="${MLPLATFORM_IMAGE_REPO}:$(image_tag)" --wait=false
+        --set cluster.image="${MLPLATFORM_IMAGE_REPO}:$(image_tag)" --wait=false --timeout 10m
       # No --wait: the predictor is Ready only once a model is registered under its alias.
+      # --timeout: Helm still waits for the onboarding hook Job (charts/tenant onboarding.yaml),
+      # whose own deadline is shorter.
     done
     ;;
   uninstall)

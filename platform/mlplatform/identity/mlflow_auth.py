@@ -42,8 +42,9 @@ TRAINER_PERMISSION, PREDICTOR_PERMISSION = "MANAGE", "READ"
 # The auth app checks the password of every request with werkzeug's scrypt hash (mlflow/server/auth/
 # sqlalchemy_store.py, authenticate_user): 160 ms of CPU per request on the 2-core machines here, so
 # a training run's hundreds of requests took minutes longer. MLflow 3.17 can cache a successful
-# check (auth/__init__.py, _authenticate_cached; off unless auth_cache_ttl_seconds > 0): a changed
-# password or a deleted user takes up to this long to apply; permissions are still read per request.
+# check (auth/__init__.py, _authenticate_cached; off unless auth_cache_ttl_seconds > 0): an old
+# password or a deleted user may be accepted this long by a server process that cached it;
+# permissions are still read per request.
 AUTH_CACHE_SECONDS = 60
 
 
@@ -110,8 +111,9 @@ class TenantIdentity:
     experiment_id: str
 
 
-def _user(auth, username: str, password: str) -> None:
-    """Create the user, or set its password when it exists (re-onboarding rotates it)."""
+def _user(auth, tracking_uri: str, username: str, password: str) -> None:
+    """Create the user, or set its password when it exists and the password is another (a cluster's
+    onboarding CronJob re-runs every few minutes: an unchanged password is left alone)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -119,7 +121,17 @@ def _user(auth, username: str, password: str) -> None:
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-        auth.update_user_password(username, password)
+        if not _authenticates(tracking_uri, Credentials(username, password)):
+            auth.update_user_password(username, password)
+
+
+def _authenticates(tracking_uri: str, creds: Credentials) -> bool:
+    """Whether the server accepts `creds` (GET users/current: any authenticated user may)."""
+    import requests
+
+    response = requests.get(f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/users/current",
+                            auth=(creds.username, creds.password), timeout=30)
+    return response.status_code == 200
 
 
 def onboard(tracking_uri: str, admin: Credentials, tenant: str, trainer_password: str | None = None,
@@ -136,7 +148,7 @@ def onboard(tracking_uri: str, admin: Credentials, tenant: str, trainer_password
     with as_user(admin):
         auth = get_app_client("basic-auth", tracking_uri=tracking_uri)
         for creds in (trainer, predictor):
-            _user(auth, creds.username, creds.password)
+            _user(auth, tracking_uri, creds.username, creds.password)
         client = MlflowClient(tracking_uri=tracking_uri)
         exp = client.get_experiment_by_name(tenant)
         experiment_id = exp.experiment_id if exp else client.create_experiment(tenant, tags={"tenant": tenant})

@@ -73,7 +73,7 @@ def onboard_redis(tenant: str, address: str, admin_dir: Path, identity: dict[str
     try:
         users = [redis_acl.create_user(client, tenant, role, identity[f"redis-{role}"]).username
                  for role in redis_acl.ROLES]
-    except redis.RedisError as err:
+    except (redis.RedisError, ValueError) as err:
         raise OnboardingError(f"Redis at {address} refused creating {tenant!r}'s ACL users: {err}") from err
     finally:
         client.close()
@@ -90,7 +90,7 @@ def onboard_postgres(tenant: str, database_url: str, admin_dir: Path, identity: 
     admin_url = make_url(database_url).set(username=admin["username"], password=admin["password"])
     try:
         sql_registry.provision(admin_url.render_as_string(hide_password=False), tenant, identity["postgres"])
-    except SQLAlchemyError as err:
+    except (SQLAlchemyError, ValueError) as err:
         raise OnboardingError(f"PostgreSQL at {admin_url.render_as_string()} refused creating {tenant!r}'s role: "
                               f"{str(err).splitlines()[0]}") from err
     return {"role": sql_registry.role(tenant), "schema": sql_registry.role(tenant)}
@@ -103,19 +103,35 @@ def onboard(
     redis_admin: Annotated[Optional[Path], typer.Option(help="the redis-admin Secret (password), mounted")] = None,
     postgres_admin: Annotated[Optional[Path], typer.Option(help="the postgres-auth Secret (username, password), mounted")] = None,
 ) -> None:
-    """As the services' admins: the tenant's MLflow users, Redis ACL users and database role (idempotent)."""
+    """As the services' admins: the tenant's Redis ACL users, database role and MLflow users (idempotent).
+
+    Redis first: re-creating its users after a Redis restart is why a cluster runs this every few
+    minutes, and a service that is down does not keep the others from being done. An admin Secret
+    mounted empty (optional and absent: MLflow without its auth app, say) skips that service."""
     from mlplatform import services
     from mlplatform.config import NAME_RE
 
     if not re.match(NAME_RE, tenant):
         raise OnboardingError(f"{tenant!r} is not a tenant name ({NAME_RE})")
     secrets = read_secret_dir(identity, IDENTITY_KEYS)
-    done = {"tenant": tenant, "mlflow": onboard_mlflow(tenant, _setting(services.TRACKING), mlflow_admin, secrets)}
-    if redis_admin is not None:
-        done["redis"] = onboard_redis(tenant, _setting(services.REDIS), redis_admin, secrets)
-    if postgres_admin is not None:
-        done["postgres"] = onboard_postgres(tenant, _setting(PLATFORM_DATABASE), postgres_admin, secrets)
+    steps = {"redis": (redis_admin, lambda: onboard_redis(tenant, _setting(services.REDIS), redis_admin, secrets)),
+             "postgres": (postgres_admin, lambda: onboard_postgres(tenant, _setting(PLATFORM_DATABASE), postgres_admin,
+                                                                   secrets)),
+             "mlflow": (mlflow_admin, lambda: onboard_mlflow(tenant, _setting(services.TRACKING), mlflow_admin, secrets))}
+    done: dict = {"tenant": tenant}
+    failed = []
+    for name, (admin_dir, step) in steps.items():
+        if admin_dir is None or not any(Path(admin_dir).glob("[!.]*")):
+            done[name] = {"skipped": f"no admin Secret mounted at {admin_dir}"}
+            continue
+        try:
+            done[name] = step()
+        except OnboardingError as err:
+            done[name] = {"error": str(err)}
+            failed.append(str(err))
     typer.echo(json.dumps(done))
+    if failed:
+        raise OnboardingError("; ".join(failed))
 
 
 def _setting(name: str) -> str:

@@ -3,11 +3,13 @@ named after the variables the clients read (MLFLOW_TRACKING_USERNAME/PASSWORD, M
 MLPLATFORM_FEAST_REGISTRY, MLPLATFORM_PREDICTION_LOG: charts/tenant/templates/identity.yaml), and
 `mlplatform` sets each variable from its file when the command starts.
 
-Files, not `env`/`envFrom` from the Secret: a variable from a Secret is in the pod's spec for anyone
-who may read the pod (`kubectl describe`), and checkov's CKV_K8S_35 flags it; the file is read by
-this process only. A variable the pod's env sets itself wins, as env wins over envFrom in
-Kubernetes. Only names of variables are read: the kubelet's own entries in the folder (`..data`,
-the timestamped directory it points to) are skipped.
+Files, not `env`/`envFrom` from the Secret: a variable set by the kubelet is in the environment of
+every process of the container from its start, including ones that never need it (shells of
+`kubectl exec`, probes, debug dumps that print the environment), and checkov's CKV_K8S_35 flags it;
+here only `mlplatform`'s own process reads the files, when it starts. A variable the pod's env sets
+itself wins, as env wins over envFrom in Kubernetes. Only names of variables are read: the
+kubelet's own entries in the folder (`..data`, the timestamped directory it points to) are skipped.
+The files are read once: a changed Secret reaches a running pod when it restarts.
 """
 
 from __future__ import annotations

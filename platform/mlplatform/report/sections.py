@@ -232,7 +232,7 @@ def experiment(ctx: Context, exp: Experiment | None) -> Section:
 
 
 def _plural(unit: str) -> str:
-    return f"{unit[:-1]}ies" if unit.endswith("y") else f"{unit}s"
+    return f"{unit[:-1]}ies" if unit.endswith("y") and unit[-2:-1] not in "aeiou" else f"{unit}s"
 
 
 def serving(ctx: Context, task) -> Section:
