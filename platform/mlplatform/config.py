@@ -197,6 +197,10 @@ class StreamConfig(Strict):
     stream: str | None = Field(default=None, description="stream key (default mlplatform:<tenant>:events)")
     group: str = "features"
     batch: int = Field(default=500, gt=0, description="messages per read")
+    linger_ms: int = Field(
+        default=100, ge=0, le=5000, description="after a read of fewer than `batch` messages, wait this long for "
+        "more before applying them: each round's Feast push costs ~10 ms of CPU whatever its size, so rounds of a "
+        "few events cost several times more CPU per event (docs/fraud.md); adds up to this much to event -> online")
     claim_idle_ms: int = Field(default=30_000, ge=0, description="pending this long: a dead consumer's, claimed")
     freshness_slo_seconds: float = Field(
         default=5.0, gt=0, description="p99 of event time -> row written online (the worker's "

@@ -5,10 +5,12 @@ chart) -> alert -> Alertmanager -> retraining webhook -> `mlplatform run` on fre
 version registered (gate: challenger) -> rollout: shadow -> canary steps -> promote or roll back.
 
 A ranking tenant (no drift gauges: the ranker logs no drift reference) runs the quality half of
-the loop instead: query traffic through the proxy, simulated users clicking the served lists
-(`ranking.feedback.simulator`), the delayed-feedback quality job (click NDCG@10, IPW) every few
-seconds, `mlplatform_model_quality` scraped by Prometheus and MLPlatformModelQualityDecay
-evaluated against the gate minimum.
+the loop instead (mlplatform.loop_ranking): query traffic, simulated clicks, the quality job.
+
+A tenant with a stream (features.stream) gets its traffic as payments: each goes to the tenant's
+Redis stream, the stream worker (`mlplatform stream`, started by the loop) moves the features, and a
+sample is scored first (mlplatform.loop_stream: a compressed clock, a week per 30 s). The loop
+starts its own `redis-server` for the stream and the online store when none is configured.
 
 Every step is printed with a timestamp and written to runs/<stamp>/loop.json.
 """
@@ -28,6 +30,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from mlplatform import loop_ranking, loop_stream
 from mlplatform.config import LoopDrift, load_tenant
 from mlplatform.workspace import Workspace
 
@@ -44,10 +47,6 @@ LOOP_OVERRIDES: dict[str, Any] = {
     "retraining.cooldown_minutes": 30,
 }
 RULE_OVERRIDES = {"drift": {"for_minutes": 0.1}}  # alerts fire after 6 s above threshold, not 10 min
-# ranking tenants: simulated clicks + the quality job every FEEDBACK_SECONDS, for QUALITY_SECONDS at most
-FEEDBACK_SECONDS = 10.0
-QUALITY_SECONDS = 120.0
-QUALITY_MIN_LISTS = 300  # result lists with feedback before the quality figure is reported
 
 
 def _set(raw: dict, dotted: str, value: Any) -> None:
@@ -66,7 +65,8 @@ def loop_tenant_file(tenant_file: Path, out_dir: Path, data_args: dict[str, Any]
     into the traffic, as the world a drift alert reports would, through the generator arguments
     it names (loop.drift.generator; none named: no shift)."""
     raw = yaml.safe_load(tenant_file.read_text())
-    for dotted, value in LOOP_OVERRIDES.items():
+    streaming = (raw.get("features") or {}).get("stream") is not None
+    for dotted, value in (LOOP_OVERRIDES | (loop_stream.LOOP_OVERRIDES if streaming else {})).items():
         _set(raw, dotted, value)
     args = raw["data"].setdefault("generator_args", {})
     args.update(data_args)
@@ -173,66 +173,6 @@ def traffic_rows(cfg, ws: Workspace, n: int = 400, seed: int = 0) -> list[dict]:
     return [r for r, ok in zip(rows, known) if ok][:n]
 
 
-def ranking_traffic_rows(cfg, ws: Workspace, n: int = 100, seed: int = 0) -> list[dict]:
-    """Queries for a ranking tenant's traffic: `n` distinct query texts of its data (the traffic
-    repeats them, as real search traffic repeats its head queries, so clicks accumulate per query)."""
-    import numpy as np
-
-    from mlplatform.data.ingest import load_raw
-
-    texts = load_raw(cfg, ws)[cfg.ranking.query_text].dropna().astype(str).unique()
-    rng = np.random.default_rng(seed)
-    return [{"query": str(q)} for q in rng.permutation(texts)[:n]]
-
-
-def ranking_quality_round(cfg, ws: Workspace, seed: int) -> dict[str, Any]:
-    """One round of the ranking quality loop: the tenant's simulated users give feedback on the
-    lists logged since the last round, then the quality job runs (writes quality/latest.json)."""
-    from mlplatform.plugins import resolve
-    from mlplatform.tasks import task_for
-
-    simulator = cfg.ranking.feedback.simulator
-    if not simulator:
-        raise RuntimeError(f"tenant {cfg.name!r} names no ranking.feedback.simulator: in embedded mode nobody "
-                           f"clicks the served lists, so there is no feedback to measure quality on")
-    feedback = resolve(simulator)(cfg, ws, role="stable", seed=seed)
-    return {"feedback": feedback, "quality": task_for(cfg).quality_job(cfg, ws)}
-
-
-def _ranking_quality(cfg, ws: Workspace, stack, traffic: "Traffic", log: "Journal", result: dict[str, Any]) -> None:
-    primary = cfg.metrics.primary
-    minimum = cfg.metrics.gates.minimum.get(primary)
-    deadline = time.monotonic() + QUALITY_SECONDS
-    seen = None
-    rnd = 0
-    while True:
-        time.sleep(FEEDBACK_SECONDS)
-        rnd += 1
-        out = ranking_quality_round(cfg, ws, seed=rnd)
-        rec = out["quality"]
-        exported = stack.query(f'max(mlplatform_model_quality{{tenant="{cfg.name}", metric="{primary}"}})')
-        log("feedback and quality", lists_with_feedback=rec.get("labelled"), clicks=out["feedback"].get("clicks"),
-            exported=None if exported is None else round(exported, 3))
-        seen = exported if exported is not None else seen
-        if (seen is not None and rec.get("labelled", 0) >= QUALITY_MIN_LISTS) or time.monotonic() > deadline:
-            break
-    if seen is None:
-        raise RuntimeError(f"Prometheus never saw mlplatform_model_quality{{metric={primary!r}}} for {cfg.name}; "
-                           f"see {ws.tenant(cfg.name) / 'quality' / 'latest.json'}")
-    decay = [a for a in stack.alerts() if a["labels"].get("alertname") == "MLPlatformModelQualityDecay"]
-    result["quality"] = {"metric": primary, "exported": seen, "gate_minimum": minimum,
-                         "versions": rec["versions"], "lists": rec.get("predictions"),
-                         "lists_with_feedback": rec.get("labelled"),
-                         "decay_alert": decay[0]["state"] if decay else None}
-    below = minimum is not None and seen < minimum
-    result["decision"] = {"outcome": "quality below the gate" if below else "quality measured",
-                          "reason": f"{primary} {seen:.3f} from clicks vs gate minimum {minimum}; a ranking tenant "
-                                    f"has no drift detector: MLPlatformModelQualityDecay (for 30m) starts retraining"}
-    log("online quality", metric=primary, value=round(seen, 3), gate_minimum=minimum,
-        decay_alert=result["quality"]["decay_alert"])
-    result["traffic"] = {"requests": traffic.sent, "errors": traffic.errors}
-
-
 def _wait(what: str, check, timeout: float, every: float = 2.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -248,28 +188,43 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
     """One pass of the loop. `ws` None: a new workspace in the run folder, so every run tells the same
     story from a champion of the world before the shift (a workspace where an earlier loop already
     retrained on shifted data would see "drift" from the first request)."""
-    from mlplatform.demo import new_run_dir, run_pipeline
+    from mlplatform.demo import new_run_dir
+
+    console = console or Console()
+    run_dir = new_run_dir(runs)
+    streaming = load_tenant(tenant_file).features.stream is not None
+    with loop_stream.stream_redis(run_dir) if streaming else contextlib.nullcontext():
+        return _run_loop(tenant_file, ws, run_dir, runs, data_args, console, timeout)
+
+
+def _run_loop(tenant_file: Path, ws: Workspace | None, run_dir: Path, runs: Path, data_args: dict[str, Any],
+              console: Console, timeout: float) -> dict[str, Any]:
+    import pandas as pd
+
+    from mlplatform.data.ingest import load_raw
+    from mlplatform.demo import run_pipeline
+    from mlplatform.features.stream import stream_key
     from mlplatform.monitoring.rules import render_rules
     from mlplatform.monitoring.stack import MonitoringStack
     from mlplatform.monitoring.webhook import start_webhook
-    from mlplatform.processes import free_port
+    from mlplatform.processes import free_port, stop
     from mlplatform.registry.mlflow_registry import champion_version, connect
     from mlplatform.rollout.backends import EmbeddedNginxBackend
     from mlplatform.rollout.controller import run_rollout
     from mlplatform.rollout.state import rollout_dir
     from mlplatform.serving.smoke import v1_path
     from mlplatform.tasks import task_for
+    from mlplatform.tenants import apply_env_overrides
 
-    console = console or Console()
-    run_dir = new_run_dir(runs)
     ws = ws or Workspace(run_dir / "home")
     log = Journal(console)
     drift = load_tenant(tenant_file).loop.drift
     tenant_file = loop_tenant_file(tenant_file, run_dir, data_args, drift)
-    cfg = load_tenant(tenant_file)
+    cfg = apply_env_overrides(load_tenant(tenant_file))  # the loop's Redis, when it started one
     result: dict[str, Any] = {"tenant": cfg.name, "run_dir": str(run_dir), "steps": log.steps}
 
-    if champion_version(connect(ws), cfg.name) is None:
+    trained_before = champion_version(connect(ws), cfg.name) is not None
+    if not trained_before:
         log("no champion yet: training the first model", run_id="loop-base")
         base = yaml.safe_load(tenant_file.read_text())
         args = base["data"]["generator_args"]
@@ -286,14 +241,23 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
     backend = EmbeddedNginxBackend(cfg, ws, free_port())
     stack = None
     webhook = start_webhook(ws, port=free_port(), tenant_files={cfg.name: tenant_file})
-    traffic = None
+    traffic = worker = None
     try:
+        if cfg.features.stream is not None:
+            if trained_before:  # the workspace's features into this loop's online store, as of its data's end
+                from mlplatform.features import store
+                newest = load_raw(cfg, ws)[cfg.data.timestamp].max() + pd.Timedelta(seconds=1)
+                store.materialize(cfg, ws, end=newest.to_pydatetime())
+            worker_port = free_port()
+            worker = loop_stream.start_worker(tenant_file, ws, run_dir, worker_port)
+            log("stream worker up", metrics=f"http://127.0.0.1:{worker_port}/metrics", stream=cfg.features.stream.redis_url)
         url = backend.up()
         log("proxy and stable model server up", proxy=url)
         rules = render_rules(tenant_file, run_dir / "monitoring", overrides=RULE_OVERRIDES)
         stack = MonitoringStack(run_dir / "monitoring", rule_files=[rules], webhook_url=f"{webhook.url}/alerts",
                                 tenants=[cfg])
-        stack.set_targets({"webhook": [webhook.url.split("://", 1)[1]]})
+        stack.set_targets({"webhook": [webhook.url.split("://", 1)[1]]}
+                          | ({"stream": [f"127.0.0.1:{worker_port}"]} if worker is not None else {}))
         # Prometheus discovers the model servers the rollout starts from the backend's targets file
         serving_targets = stack.folder / "targets" / "serving.json"
         serving_targets.unlink(missing_ok=True)
@@ -303,18 +267,28 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
             rules=str(rules))
 
         watch_drift = task_for(cfg).drift_reference
-        traffic = Traffic(url, v1_path(cfg), traffic_rows(cfg, ws) if watch_drift else ranking_traffic_rows(cfg, ws))
+        if worker is not None:
+            import redis
+
+            replay = loop_stream.PaymentReplay(cfg, load_raw(cfg, ws))
+            traffic = loop_stream.StreamTraffic(url, v1_path(cfg), replay, redis.Redis.from_url(cfg.features.stream.redis_url),
+                                                stream_key(cfg), drifted)
+            log("payments streaming", cards=replay.cards, payments_per_week=replay.events_per_week,
+                week_seconds=loop_stream.WEEK_SECONDS)
+        else:
+            traffic = Traffic(url, v1_path(cfg), traffic_rows(cfg, ws) if watch_drift else loop_ranking.traffic_rows(cfg, ws))
         traffic.start()
         log("traffic started", rate_per_s=traffic.rate)
         if not watch_drift:  # no drift gauges to alert on: measure online quality from (simulated) clicks
-            _ranking_quality(cfg, ws, stack, traffic, log, result)
+            loop_ranking.online_quality(cfg, ws, stack, traffic, log, result)
             return result
         drift = injected_drift(cfg)
         retraining_alerts = set(cfg.retraining.alerts)
-        time.sleep(30)  # a baseline window of normal traffic: nothing may fire yet
-        early = [a["labels"].get("alertname") for a in stack.alerts() if a["labels"].get("alertname") in retraining_alerts]
+        time.sleep(45 if worker is not None else 30)  # a baseline of normal traffic (streaming: a drift window and a half)
+        early = [f"{a['labels']['alertname']}({a['labels'].get('feature', '')}={a.get('value', '?')})"
+                 for a in stack.alerts() if a["labels"].get("alertname") in retraining_alerts]
         if early:
-            raise RuntimeError(f"alerts {early} are pending or firing before any drift was injected: the traffic "
+            raise RuntimeError(f"alerts {', '.join(early)} are pending or firing before any drift was injected: the traffic "
                                f"(sampled from {ws.home}'s current data) does not look like the champion's training "
                                "data; an earlier loop may have retrained there on shifted data: run without --home")
         log("baseline: no drift alert", requests=traffic.sent)
@@ -352,7 +326,8 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
 
         # the callers' traffic is back to normal while the new model is rolled out
         traffic.drift = None
-        traffic.rows = traffic_rows(cfg, ws)
+        if isinstance(traffic, Traffic):  # the workspace's data changed: entities the online store knows
+            traffic.rows = traffic_rows(cfg, ws)
         if "challenger" not in reg["aliases"]:
             result["decision"] = {"outcome": "rejected by the promotion gate", "reason": reg["decision"]}
             log("no rollout: the new version did not pass the gate")
@@ -370,6 +345,10 @@ def run_loop(tenant_file: Path, ws: Workspace | None, runs: Path, data_args: dic
     finally:
         if traffic is not None:
             traffic.stop()
+        if worker is not None:
+            with contextlib.suppress(Exception):
+                result["stream"] = {"published": getattr(traffic, "published", 0), **loop_stream.worker_counts(worker_port)}
+            stop(worker)
         with contextlib.suppress(Exception):
             backend.down()
         if stack is not None:

@@ -38,6 +38,12 @@ SETTINGS = {
 }
 
 
+def settings_in(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The deployment settings (SETTINGS) set in `environ`: what a child process must read the same
+    stores with, when the rest of the caller's environment is not passed on."""
+    return {k: environ[k] for k in SETTINGS if environ.get(k)}
+
+
 @dataclass(frozen=True)
 class Services:
     """Where the services profile's backing services are (defaults: this machine's)."""

@@ -20,6 +20,7 @@ from fraud_tenant import velocity
 from mlplatform.config import StreamConfig, load_tenant
 from mlplatform.features import store
 from mlplatform.features.stream import StreamWorker, publish, stream_key
+from mlplatform.loop_stream import PaymentReplay
 from mlplatform.processes import free_port
 from mlplatform.workspace import Workspace
 from tests.conftest import FRAUD_TENANT, require
@@ -47,8 +48,9 @@ def env(tmp_path):
     cfg = load_tenant(FRAUD_TENANT)
     feats = cfg.features.model_copy(update={
         "online_store": cfg.features.online_store.model_copy(update={"type": "redis", "connection_string": "127.0.0.1:6379"}),
+        # linger 0: the tests drive the rounds themselves (test_a_round_lingers_for_more_events: linger)
         "stream": StreamConfig(view="customer_velocity", state="fraud_tenant.velocity:CUSTOMER", redis_url=REDIS,
-                               claim_idle_ms=0),
+                               claim_idle_ms=0, linger_ms=0),
     })
     cfg = type(cfg).model_validate({**cfg.model_dump(), "name": name, "features": feats.model_dump()})
     ws = Workspace(tmp_path)
@@ -263,3 +265,54 @@ def test_a_private_redis_server_starts_answers_and_stops(tmp_path):
         assert client.ping() and client.config_get("save")["save"] == ""  # in memory only
     with pytest.raises(redis.ConnectionError):
         client.ping()
+
+
+def test_the_loops_replayed_payments_move_the_online_state(env):
+    """`make demo-loop`'s payments (mlplatform.loop_stream): the data's last week, for whole cards,
+    shifted by whole weeks past its end (weekday and hour kept) and published to the stream, take
+    each replayed card's online state to the offline state of its history plus the replay."""
+    cfg, ws, client, _ = env
+    history = events(300, cards=6, seed=5)  # ~37 days, a payment every 3 h over 6 cards
+    publish(client, cfg, history)
+    drain(StreamWorker(cfg, ws, "history", client=client))
+    replay = PaymentReplay(cfg, history, week_seconds=1.0, events_per_second=30.0)
+    assert replay.due(0.0) == []
+    due = replay.due(1.0)  # one simulated week: every payment of the chosen cards' last week
+    week = history[history["tx_datetime"] > history["tx_datetime"].max() - pd.Timedelta(days=7)]
+    cards = sorted({row["customer_id"] for _, row in due})
+    assert 1 < len(cards) < week["customer_id"].nunique() and replay.cards == len(cards)
+    replayed = pd.DataFrame([row for _, row in due]).assign(tx_datetime=lambda d: pd.to_datetime(d["tx_datetime"], utc=True))
+    source = week[week["customer_id"].isin(cards)]
+    assert len(due) == len(source) == replay.events_per_week
+    assert list(replayed["tx_datetime"] - pd.Timedelta(days=7)) == list(source["tx_datetime"])  # weekday, hour kept
+    assert list(replayed["amount"]) == list(source["amount"])
+    pipe = client.pipeline(transaction=False)
+    for eid, row in due:
+        pipe.xadd(stream_key(cfg), replay.message(eid, row))
+    pipe.execute()
+    worker = StreamWorker(cfg, ws, "loop", client=client)
+    drain(worker)
+    assert worker.stats.events["applied"] == len(due) and worker.stats.events["before_seed"] == 0
+    both = pd.concat([history, replayed.assign(transaction_id=10**7 + np.arange(len(replayed)))], ignore_index=True)
+    assert_state_equal(online_state(cfg, ws, cards), offline_last_state(both[both["customer_id"].isin(cards)]))
+    again = replay.due(2.0)  # the next cycle: the same week once more, a week later, new event ids
+    assert [pd.Timestamp(r["tx_datetime"]) - pd.Timedelta(days=7) for _, r in again] == list(replayed["tx_datetime"])
+    assert not {eid for eid, _ in again} & {eid for eid, _ in due}
+
+
+def test_a_round_lingers_for_more_events(env):
+    """A read of fewer than `batch` messages waits `linger_ms` for more, so one round (one Feast
+    push, ~10 ms of CPU whatever its size) applies them together."""
+    import threading
+
+    cfg, ws, client, _ = env
+    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={
+        "stream": cfg.features.stream.model_copy(update={"linger_ms": 400})})})
+    raw = events(20, cards=2, seed=6)
+    publish(client, cfg, raw.iloc[:10])
+    later = threading.Timer(0.1, publish, args=(client, cfg, raw.iloc[10:]))
+    later.start()
+    worker = StreamWorker(cfg, ws, "lingering", client=client)
+    assert worker.run_once(block_ms=1000) == 20  # the ten published 0.1 s into the linger came along
+    later.join()
+    assert worker.stats.events["applied"] == 20 and worker.stats.rows["written"] == 2

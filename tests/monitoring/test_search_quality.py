@@ -253,7 +253,7 @@ def test_served_lists_clicked_and_scored(trained_search, tmp_path, stop_after): 
     from starlette.testclient import TestClient
 
     from mlplatform.data.ingest import load_table
-    from mlplatform.loop import ranking_quality_round
+    from mlplatform.loop_ranking import quality_round
     from mlplatform.monitoring.webhook import create_app
     from mlplatform.serving.ranking_predictor import RankingPredictor
 
@@ -293,7 +293,7 @@ def test_served_lists_clicked_and_scored(trained_search, tmp_path, stop_after): 
     assert first["score"].is_monotonic_decreasing
     assert mine.loc[mine["request_id"] == batch["request_id"], "row"].tolist() == [0, 0, 0, 1, 1]
 
-    out = ranking_quality_round(load_tenant(trained_search.tenant_file), ws, seed=1)  # the loop's round
+    out = quality_round(load_tenant(trained_search.tenant_file), ws, seed=1)  # the loop's round
     assert out["feedback"]["lists"] == 2 * served + 3 and out["feedback"]["clicks"] > 0
     rec = json.loads(quality_file(ws, cfg.name).read_text())
     model, rev = rec["versions"][predictor.model_version], rec["versions"]["reversed"]
@@ -302,7 +302,7 @@ def test_served_lists_clicked_and_scored(trained_search, tmp_path, stop_after): 
           f"vs {rev['ctr_at_10']:.3f}; lists {model['labelled_rows']:.0f}")
     assert model["ndcg_at_10"] > rev["ndcg_at_10"] + 0.1
     assert model["ndcg_at_10"] > cfg.metrics.gates.minimum["ndcg_at_10"]
-    assert ranking_quality_round(cfg, ws, seed=2)["feedback"]["lists"] == 0  # every list has its feedback
+    assert quality_round(cfg, ws, seed=2)["feedback"]["lists"] == 0  # every list has its feedback
 
     metrics = TestClient(create_app(ws)).get("/metrics").text
     line = next(line for line in metrics.splitlines() if line.startswith("mlplatform_model_quality{")

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from rich.console import Console
 
+from mlplatform import loop_stream
 from mlplatform.config import TenantConfigError, load_tenant
 from mlplatform.loop import LOOP_OVERRIDES, Journal, drifted, injected_drift, loop_tenant_file, shift_args
 from tests.conftest import FRAUD_TENANT, REPO
@@ -18,7 +19,10 @@ def test_loop_tenant_has_short_windows_and_fresh_data(tmp_path):
     path = loop_tenant_file(FRAUD_TENANT, tmp_path, {"customers": 300})
     cfg = load_tenant(path)  # still a valid tenant
     original = yaml.safe_load(FRAUD_TENANT.read_text())
-    assert cfg.drift.window_rows == LOOP_OVERRIDES["drift.window_rows"]
+    # a streaming tenant's drift window holds a simulated week of scored payments (loop_stream)
+    assert cfg.drift.window_rows == cfg.drift.min_rows == loop_stream.LOOP_OVERRIDES["drift.window_rows"]
+    assert cfg.features.stream.freshness_slo_seconds == loop_stream.FRESHNESS_OFF  # simulated event times
+    assert load_tenant(loop_tenant_file(SEARCH_TENANT, tmp_path, {})).drift.window_rows == LOOP_OVERRIDES["drift.window_rows"]
     assert cfg.rollout.step_weights == LOOP_OVERRIDES["rollout.step_weights"]
     assert cfg.rollout.shadow_seconds == LOOP_OVERRIDES["rollout.shadow_seconds"]
     args = cfg.data.generator_args

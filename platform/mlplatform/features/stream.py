@@ -149,6 +149,12 @@ class StreamWorker:
                                      block=block_ms or None)
         for _, batch in read or []:
             messages += batch
+        if 0 < len(messages) < self.sc.batch and self.sc.linger_ms:  # a fuller round: less CPU per event
+            time.sleep(self.sc.linger_ms / 1000)
+            more = self.redis.xreadgroup(self.sc.group, self.consumer, {self.stream: ">"},
+                                         count=self.sc.batch - len(messages))
+            for _, batch in more or []:
+                messages += batch
         if not messages:
             return 0
         touched = self.apply(messages)

@@ -23,6 +23,7 @@ from mlplatform.config import TenantConfig
 from mlplatform.processes import alive, free_port, server_env, start, stop_pid
 from mlplatform.rollout.proxy import NginxProxy, Routes
 from mlplatform.rollout.state import RolloutState, rollout_dir, write_json_atomic
+from mlplatform.services import settings_in
 from mlplatform.workspace import Workspace
 
 STARTUP_SECONDS = 180
@@ -73,7 +74,7 @@ class ModelServers:
                str(self.ws.home), "--port", str(port), "--alias", alias, "--role", role]
         # detached (its own session): later processes find it through its record and stop it by pid
         proc = start(cmd, f"http://127.0.0.1:{port}/v2/health/ready", self.dir / f"{key}.log", timeout=timeout,
-                     name=f"{role} server ({alias})", env=server_env(self.ws.home, drop=("MLPLATFORM_",)),
+                     name=f"{role} server ({alias})", env=server_env(self.ws.home, drop=("MLPLATFORM_",)) | settings_in(),
                      append=True, new_session=True)
         rec = ServerRecord(role, alias, version, port, proc.pid)
         write_json_atomic(self.dir / f"{key}.json", rec.__dict__)
