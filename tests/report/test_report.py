@@ -23,6 +23,7 @@ from mlplatform.workspace import Workspace
 from tests.conftest import REPO, require
 
 BENCH = REPO / "bench" / "results.json"
+ARTIFACTS = REPO / "test-artifacts"  # files a run leaves for people to look at (the page's screenshot)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -53,7 +54,14 @@ def _check_common(report, out: Path, cfg, ws, trained) -> str:
     baselines = {k: v for k, v in logged.items() if k.startswith("baseline.")}
     for key, value in baselines.items():
         assert key in report.metrics and format_metric(key, value) in md
-    # the rebuilt validation predictions give the logged figure back (the intervals are over them)
+    # each gate minimum beside the model's, the baselines' and chance's figures of this run
+    for metric, minimum in cfg.metrics.gates.minimum.items():
+        row = next(line for line in md.splitlines() if line.startswith(f"| {metric} | ≥ {minimum:g} |"))
+        assert f"model {logged[metric]:.4f}" in row
+        for key, value in baselines.items():
+            if key.endswith(f".{metric}"):
+                assert f"baseline: {key.split('.')[1]} {value:.4f}" in row
+    # the rebuilt validation predictions give the logged figure back (the plots are over them)
     assert "reproduces the logged figure" in md and "DOES NOT" not in md
     assert re.search(r"\[0\.\d{4}, [01]\.\d{4}\]", md), "no bootstrap interval shown"
     # every plot exists beside the page and is a PNG that opens
@@ -95,6 +103,18 @@ def test_fraud_report_figures_come_from_the_records(trained_fraud, tmp_path):
     assert f"{cpu:.3f} CPU ms per request" in md
     assert "| 10000 |" in md and "| 1000 |" in md
     assert re.search(r"\| missed positives per request .*\| [\d,]+ \| (\d+\.\d\d days|\d+\.\d hours) \|", md)
+    # what each baseline chose on the training rows, as training logged it (baselines.json)
+    from mlflow.tracking import MlflowClient
+
+    path = MlflowClient(ws.mlflow_uri).download_artifacts(trained_fraud.records["train"]["run_id"], "baselines.json",
+                                                          str(tmp_path))
+    logged = json.loads(Path(path).read_text())["baselines"]
+    rules = next(b for b in logged if b["name"] == "rules")
+    assert rules["status"] == "ok" and rules["chosen"]["rules"]
+    for feature, threshold in rules["chosen"]["rules"].items():
+        assert f"{feature}: {threshold:.4g}" in md
+    # logged bootstrap intervals, shown as training logged them (no recomputation)
+    assert "logged by training" in md and "pr_auc.ci_low" in report.metrics
 
 
 @pytest.mark.slow
@@ -129,6 +149,14 @@ def test_report_page_renders_offline_in_headless_chromium(trained_fraud, tmp_pat
     shot_run = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,3000", page.as_uri()],
                               capture_output=True, text=True, timeout=120)
     assert shot.read_bytes()[:8] == PNG_MAGIC, shot_run.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:  # a rendered page, not a blank one
+        colours = im.convert("L").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 16, "the screenshot is (nearly) one colour"
+    ARTIFACTS.mkdir(exist_ok=True)  # kept after the run (git-ignored): what CI's page looked like
+    shutil.copy(shot, ARTIFACTS / "report-fraud.png")
+    print(f"screenshot: {ARTIFACTS / 'report-fraud.png'}")
     dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert "Design review: fraud" in dom.stdout and "<img" in dom.stdout, dom.stderr[-2000:]
     console = [line for line in (shot_run.stderr + dom.stderr).splitlines() if "CONSOLE" in line]
@@ -148,6 +176,16 @@ def test_cli_writes_the_page_and_the_markdown_from_a_run_folder(trained_fraud, t
     shutil.copy(trained_fraud.tenant_file, run / "tenants" / "fraud" / "tenant.yaml")
     (run / "summary.json").write_text(json.dumps({"home": str(trained_fraud.home), "tenants": {
         "fraud": {"run_id": trained_fraud.run_id, "serving": {"smoke": {"requests": 7, "errors": 0}}}}}))
+    # `make demo-loop` records in run folders of their own beside it: the fraud one is found
+    steps = [{"elapsed_s": 0.0, "event": "champion in service"}, {"elapsed_s": 41.5, "event": "drift injected"},
+             {"elapsed_s": 52.0, "event": "alert firing"}, {"elapsed_s": 230.0, "event": "rollout finished"}]
+    for folder, tenant in (("loop-fraud", "fraud"), ("loop-search", "search")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "loop.json").write_text(json.dumps({
+            "tenant": tenant, "run_dir": str(tmp_path / folder), "steps": steps, "seconds": 231.2,
+            "decision": {"outcome": "promoted"},
+            "stream": {"published": 26_400, "events_applied": 26_390, "events_late": 0, "events_duplicate": 10,
+                       "rows_written": 25_000}}))
     with isolated_tracking_env():
         result = CliRunner().invoke(app, ["report", "fraud", "--run", str(run), "--out", str(tmp_path / "docs"),
                                           "--bench", str(BENCH)])
@@ -156,6 +194,10 @@ def test_cli_writes_the_page_and_the_markdown_from_a_run_folder(trained_fraud, t
     assert (run / "fraud" / "report.html").is_file()
     assert "Demo smoke test (summary.json): 7 requests, 0 errors." in md
     assert str(run / "summary.json") in md  # named among the records read
+    assert str(tmp_path / "loop-fraud" / "loop.json") in md and "loop-search" not in md
+    assert "4 steps in 231.2 s; outcome: promoted" in md
+    assert "26,400 payments published, 26,390 applied by the worker, 0 late, 10 duplicate" in md
+    assert (tmp_path / "docs" / "fraud_loop.png").read_bytes()[:8] == PNG_MAGIC
     # no run there: a clear error, not a traceback
     missing = CliRunner().invoke(app, ["report", "fraud", "--run", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "run `make demo` first" in " ".join(missing.output.split())

@@ -9,7 +9,7 @@ from mlplatform.config import TenantConfig
 from mlplatform.report import render, sections
 from mlplatform.report.model import Provenance, ReportData
 from mlplatform.report.plugin import Context
-from mlplatform.report.records import collect, cpu_model
+from mlplatform.report.records import collect, cpu_model, newest_loop
 from mlplatform.workspace import Workspace
 
 
@@ -51,9 +51,11 @@ def build(cfg: TenantConfig, ws: Workspace, run_id: str, md_dir: Path, html_path
 
 
 def from_run_dir(tenant: str, run_dir: Path, md_dir: Path, bench_path: Path | None = None,
-                 tenant_file: Path | None = None) -> tuple[ReportData, Path]:
+                 tenant_file: Path | None = None, loop_path: Path | None = None) -> tuple[ReportData, Path]:
     """The report of `tenant` in a demo run folder (its summary.json names the workspace and the
-    pipeline run); the HTML goes to <run_dir>/<tenant>/report.html. Returns (report, html path)."""
+    pipeline run); the HTML goes to <run_dir>/<tenant>/report.html. The loop's record: `loop_path`,
+    else the newest loop.json of this tenant among the run folders beside `run_dir`. Returns
+    (report, html path)."""
     import json
 
     from mlplatform.config import load_tenant
@@ -76,5 +78,6 @@ def from_run_dir(tenant: str, run_dir: Path, md_dir: Path, bench_path: Path | No
     cfg = apply_env_overrides(load_tenant(path))
     html_path = run_dir / name / "report.html"
     report = build(cfg, Workspace(Path(summary["home"])), entry["run_id"], md_dir, html_path,
-                   summary_path=summary_path, bench_path=bench_path, loop_path=run_dir / "loop.json")
+                   summary_path=summary_path, bench_path=bench_path,
+                   loop_path=loop_path or newest_loop(run_dir.resolve().parent, name))
     return report, html_path

@@ -12,7 +12,7 @@ from mlplatform.report import figures, stats
 from mlplatform.report.model import Section, Timing
 from mlplatform.report.plugin import Context, Experiment
 from mlplatform.report.records import cpu_model
-from mlplatform.report.sections import bench_source
+from mlplatform.report.sections import argue_gates, baseline_details, bench_source
 
 # bench/run.py's serving section measures the fraud example tenant's predictor: its figures are
 # that tenant's only (sections do not record a tenant name)
@@ -48,6 +48,9 @@ class ClassificationReport:
     def _ci(self, ctx: Context, key: str) -> str:
         from sklearn.metrics import average_precision_score, roc_auc_score
 
+        logged = ctx.logged_interval(key)
+        if logged is not None:
+            return logged
         ev = ctx.evaluation
         if "y" not in ev:
             return f"missing ({ev.get('missing', 'no validation predictions')})"
@@ -64,19 +67,16 @@ class ClassificationReport:
                           "expected_cost_per_event", "precision_at_threshold", "recall_at_threshold",
                           "positive_rate", "rows") if k in rec.metrics]
         s.table(["offline metric (validation rows)", "value (MLflow)",
-                 f"95% bootstrap CI ({stats.BOOTSTRAP_SAMPLES} resamples of rows)"], rows)
+                 ctx.interval_header(f"95% bootstrap CI ({stats.BOOTSTRAP_SAMPLES} resamples of rows, by this report)")],
+                rows)
         ev = ctx.evaluation
         if "y" in ev:
-            s.say(f"The intervals come from the validation rows rebuilt from the run's logged training set and "
-                  f"registered model (rebuilt PR-AUC {ev['rebuilt_pr_auc']:.4f}; "
+            s.say(f"The plots rebuild the validation rows from the run's logged training set and registered model "
+                  f"(rebuilt PR-AUC {ev['rebuilt_pr_auc']:.4f}; "
                   f"{'reproduces' if ev['reproduces'] else 'DOES NOT reproduce'} the logged figure).")
             if cfg.metrics.costs:
                 s.figures.append(self._cost_curve(ctx))
-        gates = cfg.metrics.gates
-        if gates.minimum:
-            s.say("Gate minimums (tenant.yaml): " + ", ".join(f"{k} ≥ {v:g}" for k, v in gates.minimum.items())
-                  + "; regression allowed vs. the champion on the same rows: "
-                  + (", ".join(f"{k} {v:g}" for k, v in gates.max_regression.items()) or "none") + ".")
+        argue_gates(ctx, s)
         s.say(f"Registration decision: {rec.steps['register'].get('decision', '-')}")
         s.say("Online: the predictor exports request, error and latency metrics, score and feature "
               "distributions with PSI/KS against the validation window, and label quality once labels "
@@ -108,6 +108,7 @@ class ClassificationReport:
                 rows.append([f"baseline: {name}",
                              *[ctx.metric(f"baseline.{name}.{k}") if k in m else "-" for k in keys]])
             s.table(["", *keys], rows, caption="baselines trained and evaluated in the same run, same rows (MLflow)")
+            baseline_details(ctx, s)
             if primary in rec.metrics:
                 pts = {"model": rec.metrics[primary]} | {n: m[primary] for n, m in baselines.items() if primary in m}
                 s.figures.append(figures.bars(ctx.out_dir / f"{rec.cfg.name}_baselines.png", list(pts),

@@ -26,6 +26,23 @@ class Context:
         self.shown[key] = self.rec.metrics[key]
         return format_metric(key, self.rec.metrics[key], digits)
 
+    def logged_interval(self, key: str) -> str | None:
+        """The bootstrap interval training logged for `key` (`<key>.ci_low`, `<key>.ci_high`:
+        training/confidence.py), as shown; None when the run logged none."""
+        low, high = f"{key}.ci_low", f"{key}.ci_high"
+        if low not in self.rec.metrics or high not in self.rec.metrics:
+            return None
+        return f"[{self.metric(low)}, {self.metric(high)}]"
+
+    def interval_header(self, recomputed: str) -> str:
+        """The interval column's header: how training's logged intervals were drawn, or `recomputed`
+        (the report's own bootstrap) for a run that logged none."""
+        ci = self.rec.artifacts.get("confidence_intervals.json") or {}
+        if not ci.get("intervals"):
+            return recomputed
+        return (f"{ci['level'] * 100:g}% bootstrap CI ({ci['requested']} resamples of {ci['unit']}, seed "
+                f"{ci['seed']}; logged by training)")
+
 
 COUNTS = ("rows", "queries", "click_labelled_train_rows")  # MLflow logs every metric as a float
 

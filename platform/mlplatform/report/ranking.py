@@ -9,7 +9,7 @@ import numpy as np
 from mlplatform.report import figures, stats
 from mlplatform.report.model import Section, Timing
 from mlplatform.report.plugin import Context, Experiment
-from mlplatform.report.sections import bench_source
+from mlplatform.report.sections import argue_gates, baseline_details, bench_source
 
 # bench/run.py's search and scale sections measure the search example tenant (bench/search_bench.py)
 BENCH = ("search", "search")
@@ -53,7 +53,10 @@ class RankingReport:
         ctx.evaluation |= q | {"k": k, "rebuilt": float(q["ndcg"].mean()),
                                "reproduces": logged is not None and abs(float(q["ndcg"].mean()) - logged) < 1e-6}
 
-    def _ci(self, ctx: Context, values: str) -> str:
+    def _ci(self, ctx: Context, values: str, key: str) -> str:
+        logged = ctx.logged_interval(key)
+        if logged is not None:
+            return logged
         ev = ctx.evaluation
         if values not in ev:
             return f"missing ({ev.get('missing', 'no validation predictions')})"
@@ -65,23 +68,22 @@ class RankingReport:
         rec, r = ctx.rec, ctx.rec.cfg.ranking
         s = Section(key="metrics", title="Metrics")
         k = ctx.evaluation.get("k", 10)
-        rows = [[f"ndcg_at_{kk}", ctx.metric(f"ndcg_at_{kk}"), self._ci(ctx, "ndcg") if kk == k else ""]
+        rows = [[f"ndcg_at_{kk}", ctx.metric(f"ndcg_at_{kk}"), self._ci(ctx, "ndcg", f"ndcg_at_{kk}") if kk == k else ""]
                 for kk in r.k_values if f"ndcg_at_{kk}" in rec.metrics]
-        rows += [[m, ctx.metric(m), self._ci(ctx, "rr") if m == "mrr" else ""]
+        rows += [[m, ctx.metric(m), self._ci(ctx, "rr", "mrr") if m == "mrr" else ""]
                  for m in ("mrr", "queries", "rows", "click_labelled_train_rows") if m in rec.metrics]
         s.table(["offline metric (validation queries)", "value (MLflow)",
-                 f"95% bootstrap CI ({stats.BOOTSTRAP_SAMPLES} resamples of queries)"], rows)
+                 ctx.interval_header(f"95% bootstrap CI ({stats.BOOTSTRAP_SAMPLES} resamples of queries, by this report)")],
+                rows)
         ev = ctx.evaluation
         if "ndcg" in ev:
-            s.say(f"Intervals from the validation queries rebuilt from the run's logged rows and registered model "
+            s.say(f"The plots rebuild the validation queries from the run's logged rows and registered model "
                   f"(rebuilt NDCG@{k} {ev['rebuilt']:.4f}; {'reproduces' if ev['reproduces'] else 'DOES NOT reproduce'} "
                   "the logged figure).")
         recall = sorted(m for m in rec.metrics if m.startswith("recall_at_"))
         if recall:
             s.table(["retrieval", "value (MLflow)"], [[m, ctx.metric(m)] for m in recall])
-        gates = rec.cfg.metrics.gates
-        if gates.minimum:
-            s.say("Gate minimums (tenant.yaml): " + ", ".join(f"{k_} ≥ {v:g}" for k_, v in gates.minimum.items()) + ".")
+        argue_gates(ctx, s)
         s.say(f"Registration decision: {rec.steps['register'].get('decision', '-')}")
         s.say("Online: click NDCG@10 from served result lists joined with delayed clicks (the quality job); "
               "the quality-decay alert in the monitoring section watches it.")
@@ -107,6 +109,7 @@ class RankingReport:
                     pts[name] = mm[metric]
         if rows:
             s.table(["baseline (same validation queries)", "value (MLflow)"], [["ranker", ctx.metric(key)], *rows])
+            baseline_details(ctx, s)
             s.figures.append(figures.bars(ctx.out_dir / f"{rec.cfg.name}_baselines.png", list(pts),
                                           list(pts.values()), title=f"NDCG@{k}: ranker vs. baselines",
                                           xlabel=f"NDCG@{k}", highlight="ranker"))

@@ -80,7 +80,7 @@ class Records:
 
 
 JSON_ARTIFACTS = ("train_record.json", "feature_importance.json", "retrieval.json", "evidence.json",
-                  "selection.json")
+                  "selection.json", "confidence_intervals.json", "baselines.json")
 
 
 
@@ -96,6 +96,21 @@ def _read_json(path: Path | None) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
+
+
+def newest_loop(runs: Path, tenant: str) -> Path | None:
+    """The newest `make demo-loop` record of `tenant` among the run folders in `runs` (the loop
+    writes runs/<stamp>/loop.json in a folder of its own, beside the demo's), or None."""
+    found = []
+    for path in Path(runs).glob("*/loop.json"):
+        if path.parent.is_symlink():  # runs/latest: the same folder under another name
+            continue
+        try:
+            if json.loads(path.read_text()).get("tenant") == tenant:
+                found.append(path)
+        except (OSError, json.JSONDecodeError):
+            continue  # a loop still writing, or a broken record: not this report's source
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def validation_results(ws: Workspace, tenant: str, run_id: str) -> list[dict[str, Any]]:

@@ -21,10 +21,65 @@ def bench_source(ctx: Context, section: str) -> str | None:
     data = bench.get(section)
     if not isinstance(data, dict) or data.get("status", "ok") != "ok":
         return None
-    machine = bench.get("machine", {})
+    # the machine the section ran on (a section re-measured alone ran on another run's machine)
+    machine = (bench.get("section_machines") or {}).get(section) or bench.get("machine", {})
     date = (bench.get("section_dates") or {}).get(section) or bench.get("date", "?")
     return (f"bench run {date} on {machine.get('cpu', '?')} ({machine.get('nproc', '?')} cores), "
             f"{ctx.rec.bench_path}: {section}")
+
+
+def _chosen(chosen: Any) -> str:
+    """What a baseline chose on the training rows, in a table cell: `key: value` pairs, numbers rounded."""
+    if isinstance(chosen, dict):
+        return "; ".join(f"{k}: {_chosen(v)}" for k, v in chosen.items())
+    if isinstance(chosen, (list, tuple)):
+        return ", ".join(_chosen(v) for v in chosen)
+    if isinstance(chosen, float):
+        return f"{chosen:.4g}"
+    return str(chosen)
+
+
+def baseline_details(ctx: Context, s: Section) -> None:
+    """Each baseline as training recorded it (baselines.json): what it is, what it chose on the
+    training rows (the rules' thresholds, a fusion's weights), or why it did not run."""
+    records = (ctx.rec.artifacts.get("baselines.json") or {}).get("baselines") or []
+    if records:
+        s.table(["baseline", "what it is", "chosen on the training rows, or why it did not run"],
+                [[r["name"], r.get("description", ""),
+                  _chosen(r.get("chosen", "-")) if r.get("status") == "ok" else f"{r.get('status')}: {r.get('reason', '')}"]
+                 for r in records], caption="baselines.json, logged with the model's MLflow run")
+
+
+# what a scorer without skill gets, per metric: the positive rate for PR-AUC (the precision of a random
+# ranking), 0.5 for ROC-AUC
+def _chance(ctx: Context, metric: str) -> float | None:
+    if metric == "pr_auc":
+        return ctx.rec.metrics.get("positive_rate")
+    return 0.5 if metric == "roc_auc" else None
+
+
+def argue_gates(ctx: Context, s: Section) -> None:
+    """The promotion gate (metrics.gates): each minimum beside what this run measured for the model,
+    its baselines and chance, so the minimum's meaning is read off numbers: which of them it
+    would turn away."""
+    gates = ctx.rec.cfg.metrics.gates
+    if not gates.minimum:
+        s.say("Gate: no minimum (metrics.gates.minimum); only the regression limits vs. the champion apply.")
+        return
+    rows = []
+    for metric, minimum in gates.minimum.items():
+        measured = [("model", ctx.rec.metrics.get(metric))]
+        measured += [(f"baseline: {n}", m.get(metric)) for n, m in sorted(ctx.rec.baselines().items())]
+        measured += [("chance", _chance(ctx, metric))]
+        known = [(n, v) for n, v in measured if v is not None]
+        rows.append([metric, f"≥ {minimum:g}", "; ".join(f"{n} {v:.4f}" for n, v in known),
+                     ", ".join(n for n, v in known if v < minimum) or "none"])
+    s.table(["gate metric", "minimum (tenant.yaml)", "this run (same validation rows)", "the minimum turns away"],
+            rows, caption="why these minimums: what they admit and refuse among the alternatives measured")
+    s.say("Regression allowed vs. the champion on the same rows: "
+          + (", ".join(f"{k} {v:g}" for k, v in gates.max_regression.items()) or "none")
+          + ". A minimum that turns away no baseline admits a model no better than the simplest alternative; "
+          "one above the model itself would have refused this run.")
 
 
 def requirements(ctx: Context, task) -> Section:
@@ -54,8 +109,26 @@ def requirements(ctx: Context, task) -> Section:
     s.table(["req/s", "cores", "replicas"],
             [[f"{c['rps']:g}", f"{c['cores']:g}", c["replicas"]]
              for c in (stats.capacity(cpu_ms, r, per_replica) for r in rates)])
-    s.say("Online-store memory per entity is not measured by any record yet; no memory estimate is made.")
+    _memory(ctx, s)
     return s
+
+
+def _memory(ctx: Context, s: Section) -> None:
+    """Online-store memory for N entities, from the bench's measurement on this tenant's store."""
+    cfg, stream = ctx.rec.cfg, (ctx.rec.bench or {}).get("stream") or {}
+    mem, worker = stream.get("online_store_memory") or {}, stream.get("worker_state_memory") or {}
+    if mem.get("tenant") != cfg.name or not mem.get("bytes_per_entity"):
+        s.say("Online-store memory: no record measures this tenant's online store (the bench's stream section "
+              "measures the fraud tenant's), so no memory estimate is made.")
+        return
+    per, per_card = mem["bytes_per_entity"], worker.get("bytes_per_card")
+    s.say(f"Memory, from {per:,} bytes of Redis per entity key (Feast keeps one hash per entity with all its "
+          f"views; {mem['entities']:,} keys materialised)"
+          + (f" and {per_card:,} bytes of stream-worker state per card (hourly buckets, applied event ids)"
+             if per_card else "") + f" ({bench_source(ctx, 'stream')}):")
+    counts = (10**5, 10**6, 10**7)
+    s.table(["entities", "online store"] + (["+ worker state, every card active"] if per_card else []),
+            [[f"{n:,}", stats.gib(per * n)] + ([stats.gib((per + per_card) * n)] if per_card else []) for n in counts])
 
 
 def _describe_expectation(r: dict[str, Any]) -> tuple[str, str, str]:
@@ -193,10 +266,16 @@ def monitoring(ctx: Context) -> Section:
         s.figures.append(figures.timeline(ctx.out_dir / f"{cfg.name}_loop.png", events,
                                           title=f"{cfg.name}: the loop (loop.json)"))
         decision = loop.get("decision") or {}
-        s.say(f"The loop (`make demo-loop`): {len(events)} steps in {loop.get('seconds', '?')} s; outcome: "
-              f"{decision.get('outcome', '-')}.")
+        s.say(f"The loop (`make demo-loop`, {loop.get('run_dir', 'its own run folder')}): {len(events)} steps "
+              f"in {loop.get('seconds', '?')} s; outcome: {decision.get('outcome', '-')}.")
+        stream = loop.get("stream")
+        if stream:
+            n = {k: f"{int(v):,}" for k, v in stream.items()}
+            s.say(f"Its traffic went through the stream: {n.get('published', '0')} payments published, "
+                  f"{n.get('events_applied', '0')} applied by the worker, {n.get('events_late', '0')} late, "
+                  f"{n.get('events_duplicate', '0')} duplicate; {n.get('rows_written', '0')} rows written online.")
     else:
-        s.say("No `make demo-loop` record (loop.json) for this tenant in this run.")
+        s.say("No `make demo-loop` record (loop.json) for this tenant beside this run.")
     return s
 
 

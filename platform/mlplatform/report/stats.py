@@ -68,3 +68,8 @@ def capacity(cpu_ms_per_request: float, rps: float, cores_per_replica: float,
         raise ValueError("capacity needs positive CPU ms, rate, cores per replica and 0 < utilisation <= 1")
     cores = rps * cpu_ms_per_request / 1000 / utilisation
     return {"rps": rps, "cores": round(cores, 2), "replicas": math.ceil(cores / cores_per_replica)}
+
+
+def gib(n_bytes: float) -> str:
+    """A byte count as GiB (MiB below one GiB), for memory estimates."""
+    return f"{n_bytes / 2**30:,.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:,.0f} MiB"
