@@ -17,6 +17,7 @@ took 5-6 ms per request on the same 2 busy cores and could not send 200 req/s at
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
 from collections import Counter
@@ -215,5 +216,14 @@ def fixed_rate(url: str, bodies: list[bytes], rate: float, seconds: float, *, ti
                record: bool = False) -> LoadResult:
     """POST bodies (round robin) to url at `rate` requests/s for `seconds`; bounded in count and time.
     `stop` (a threading.Event): no further requests once set; `request_ids`: each request carries
-    `X-Request-ID: <request_ids><index>`; `record`: keep every request's outcome in `events`."""
-    return asyncio.run(_run(url, bodies, rate, seconds, timeout, max_in_flight, stop, request_ids, record))
+    `X-Request-ID: <request_ids><index>`; `record`: keep every request's outcome in `events`.
+
+    The caller's heap is frozen for the run (gc.freeze): a bench process holds a workspace's frames
+    and stores, and a full collection of them is a pause in the generator that every request in
+    flight would count as server latency."""
+    gc.collect()
+    gc.freeze()
+    try:
+        return asyncio.run(_run(url, bodies, rate, seconds, timeout, max_in_flight, stop, request_ids, record))
+    finally:
+        gc.unfreeze()
