@@ -128,6 +128,13 @@ def model_server(tenant_file: Path, ws: Workspace, log_path: Path, timeout: floa
         yield base
 
 
+def skew_line(skew: dict[str, Any]) -> str:
+    if "error" in skew:
+        return f"not measured: {skew['error']}"
+    return (f"{skew['mismatches']} of {skew['rows']} scores differ online vs. offline "
+            f"(max |diff| {skew['max_abs_score_diff']:.2g}, v{skew['model_version']})")
+
+
 def tenant_summary(ws: Workspace, name: str, run_id: str, smoke: dict) -> dict:
     rec = {s: ws.read_step(name, run_id, s) for s in STEPS}
     return {
@@ -205,6 +212,8 @@ def _run_tenants(tenant_files: list[Path], ws: Workspace, run_dir: Path, runs: P
         summary["tenants"][cfg.name] = tenant_summary(ws, cfg.name, run_id, smoke) | {
             "stages_wall": wall | {"serve_and_smoke": smoke["seconds"]}}
         console.print(f"[green]✓[/] {cfg.name}: served {smoke['requests']} requests, {smoke['errors']} errors")
+        if "skew" in smoke:
+            console.print(f"  {cfg.name}: training/serving skew check: {escape(skew_line(smoke['skew']))}")
     summary["seconds"] = round(time.monotonic() - started, 1)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(summary_table(summary))

@@ -33,6 +33,10 @@ def test_demo_writes_a_complete_summary(tmp_path):
     assert fraud["model"]["aliases"] == ["champion"]
     assert 0.5 < fraud["model"]["metrics"]["roc_auc"] <= 1 and fraud["model"]["metrics"]["pr_auc"] > 0
     assert fraud["serving"]["smoke"]["requests"] > 0 and fraud["serving"]["smoke"]["errors"] == 0
+    # the same rows scored online (the server) and offline (point-in-time join, the trainer): equal
+    skew = fraud["serving"]["smoke"]["skew"]
+    assert "error" not in skew, skew
+    assert skew["rows"] == 50 and skew["mismatches"] == 0 and skew["max_abs_score_diff"] <= skew["tolerance"]
     assert summary["seconds"] > 0 and summary["profile"] == "embedded"  # zero set-up: SQLite and files
     assert (tmp_path / "home" / "mlflow.db").exists()
     # the pipeline's tasks (kfp.local) each wrote their step record

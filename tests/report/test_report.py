@@ -175,7 +175,9 @@ def test_cli_writes_the_page_and_the_markdown_from_a_run_folder(trained_fraud, t
     (run / "tenants" / "fraud").mkdir(parents=True)
     shutil.copy(trained_fraud.tenant_file, run / "tenants" / "fraud" / "tenant.yaml")
     (run / "summary.json").write_text(json.dumps({"home": str(trained_fraud.home), "tenants": {
-        "fraud": {"run_id": trained_fraud.run_id, "serving": {"smoke": {"requests": 7, "errors": 0}}}}}))
+        "fraud": {"run_id": trained_fraud.run_id, "serving": {"smoke": {"requests": 7, "errors": 0, "skew": {
+            "rows": 50, "at": "2026-03-02T00:00:01+00:00", "model_version": "1", "max_abs_score_diff": 0.0,
+            "mismatches": 0, "tolerance": 1e-6}}}}}}))
     # `make demo-loop` records in run folders of their own beside it: the fraud one is found
     steps = [{"elapsed_s": 0.0, "event": "champion in service"}, {"elapsed_s": 41.5, "event": "drift injected"},
              {"elapsed_s": 52.0, "event": "alert firing"}, {"elapsed_s": 230.0, "event": "rollout finished"}]
@@ -193,6 +195,7 @@ def test_cli_writes_the_page_and_the_markdown_from_a_run_folder(trained_fraud, t
     md = (tmp_path / "docs" / "fraud.md").read_text()
     assert (run / "fraud" / "report.html").is_file()
     assert "Demo smoke test (summary.json): 7 requests, 0 errors." in md
+    assert "the newest 50 rows scored at 2026-03-02T00:00:01+00:00" in md and "**0 differ**" in md
     assert str(run / "summary.json") in md  # named among the records read
     assert str(tmp_path / "loop-fraud" / "loop.json") in md and "loop-search" not in md
     assert "4 steps in 231.2 s; outcome: promoted" in md

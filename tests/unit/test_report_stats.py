@@ -45,3 +45,10 @@ def test_capacity_from_cpu_per_request():
     assert stats.cpu_quantity("250m") == 0.25 and stats.cpu_quantity("2") == 2.0
     with pytest.raises(ValueError):
         stats.capacity(0, 1000, 1.0)
+
+
+def test_memory_is_shown_in_mib_below_a_gib_and_gib_above():
+    from mlplatform.report.stats import gib
+
+    assert gib(648 * 10**5) == "62 MiB"
+    assert gib(648 * 10**7) == "6.0 GiB"

@@ -82,6 +82,12 @@ def argue_gates(ctx: Context, s: Section) -> None:
           "one above the model itself would have refused this run.")
 
 
+def stream_bench(ctx: Context) -> dict[str, Any]:
+    """The bench's stream section when it measured this tenant (it runs on the fraud workspace), else {}."""
+    stream = (ctx.rec.bench or {}).get("stream") or {}
+    return stream if (stream.get("online_store_memory") or {}).get("tenant") == ctx.rec.cfg.name else {}
+
+
 def requirements(ctx: Context, task) -> Section:
     cfg = ctx.rec.cfg
     s = Section(key="requirements", title="Requirements")
@@ -115,9 +121,9 @@ def requirements(ctx: Context, task) -> Section:
 
 def _memory(ctx: Context, s: Section) -> None:
     """Online-store memory for N entities, from the bench's measurement on this tenant's store."""
-    cfg, stream = ctx.rec.cfg, (ctx.rec.bench or {}).get("stream") or {}
+    stream = stream_bench(ctx)
     mem, worker = stream.get("online_store_memory") or {}, stream.get("worker_state_memory") or {}
-    if mem.get("tenant") != cfg.name or not mem.get("bytes_per_entity"):
+    if not mem.get("bytes_per_entity"):
         s.say("Online-store memory: no record measures this tenant's online store (the bench's stream section "
               "measures the fraud tenant's), so no memory estimate is made.")
         return
@@ -209,21 +215,34 @@ def features(ctx: Context) -> Section:
     s = Section(key="features", title="Features")
     tables = ctx.rec.steps.get("features", {}).get("tables", {})
     rows = []
+    stream = cfg.features.stream
     for v in cfg.features.feature_views:
         t = tables.get(v.name, {})
+        fresh = (f"streamed: p99 event -> online < {stream.freshness_slo_seconds:g} s (alerted)"
+                 if stream is not None and stream.view == v.name else "batch: as of the last pipeline run")
         rows.append([v.name, ", ".join(v.entities), f"{v.ttl_days:g} d", len(v.features),
-                     t.get("rows", "-") if isinstance(t, dict) else t])
-    s.table(["view", "entity", "TTL", "features", "rows (features step)"], rows)
+                     t.get("rows", "-") if isinstance(t, dict) else t, fresh])
+    s.table(["view", "entity", "TTL", "features", "rows (features step)", "freshness"], rows)
     join = ("strictly before the event (a feature computed from the event itself is not visible)"
             if cfg.features.as_of == "before_event" else "at the event's timestamp")
     s.say(f"Point-in-time join: Feast `get_historical_features` with each event's timestamp; a feature "
           f"value is taken {join} and only if younger than its view's TTL. Online, the same views are "
           f"read from the online store ({cfg.features.online_store.type}).")
-    skew = [k for k in ctx.rec.metrics if "skew" in k]
-    if skew:
-        s.table(["skew check", "value"], [[k, ctx.metric(k)] for k in sorted(skew)])
+    skew = (((ctx.rec.summary or {}).get("serving") or {}).get("smoke") or {}).get("skew")
+    if skew and "error" not in skew:
+        s.say(f"Training/serving skew (the demo's check, summary.json; serving/skew.py): the newest {skew['rows']} "
+              f"rows scored at {skew['at']} by the running server (online store) and by training's path "
+              f"(point-in-time join, v{skew['model_version']} loaded by its trainer): **{skew['mismatches']} "
+              f"differ** by more than {skew['tolerance']:g} (largest difference {skew['max_abs_score_diff']:.2g}). "
+              "Streamed features are checked payment by payment in tests/integration/test_stream_skew.py.")
+    elif skew:
+        s.say(f"Training/serving skew: the demo's check did not run: {skew['error']}.")
     else:
-        s.say("Training/serving skew: no skew check result is recorded with this run.")
+        s.say("Training/serving skew: no skew check result is recorded with this run (the demo records one).")
+    e2e = stream_bench(ctx).get("event_to_online") or {}
+    if stream is not None and e2e.get("p99_ms") is not None:
+        s.say(f"Measured freshness of `{stream.view}`: event -> online p50 {e2e['p50_ms']} ms, p99 {e2e['p99_ms']} ms "
+              f"({bench_source(ctx, 'stream')}).")
     return s
 
 

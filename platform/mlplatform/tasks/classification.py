@@ -42,9 +42,17 @@ class Classification:
         return row_log(cfg, ws, role)
 
     def smoke_test(self, cfg, ws, base_url: str, n: int | None = None) -> dict[str, Any]:
+        """The smoke batch, then the online-vs-offline skew check (serving/skew.py) on the same server."""
+        from mlplatform.serving.skew import skew_check
         from mlplatform.serving.smoke import smoke_test
 
-        return smoke_test(cfg, ws, base_url, n)
+        out = smoke_test(cfg, ws, base_url, n)
+        if cfg.features.feature_views:
+            try:
+                out["skew"] = skew_check(cfg, ws, base_url)
+            except Exception as err:  # noqa: BLE001 - recorded in summary.json and printed; the demo goes on
+                out["skew"] = {"error": f"{type(err).__name__}: {err}"[:300]}
+        return out
 
     def quality_job(self, cfg, ws, *, role: str = "stable", window: int | None = None, as_of=None,
                     events=None) -> dict[str, Any]:
