@@ -80,6 +80,11 @@ def _check_common(report, out: Path, cfg, ws, trained) -> str:
         assert t.source.replace("|", "\\|") in md
     # GE results rendered: one row per expectation the validate step evaluated
     assert md.count("| pass |") + md.count("| FAIL |") == trained.records["validate"]["evaluated"]
+    # the raw Data Docs linked, relative to the page
+    import os
+
+    docs = trained.records["validate"]["report"]
+    assert f"]({os.path.relpath(docs, out)})" in md
     # provenance
     p = report.provenance
     assert p.commit and p.commit != "-" and p.seed == str(cfg.data.generator_args["seed"])
@@ -87,6 +92,7 @@ def _check_common(report, out: Path, cfg, ws, trained) -> str:
     # self-contained HTML: every image inline, nothing fetched
     page = (out / "report.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
+    assert f'href="{Path(docs).resolve().as_uri()}"' in page
     assert page.count("data:image/png;base64,") == len(report.figures())
     return md
 

@@ -41,7 +41,7 @@ def build(cfg: TenantConfig, ws: Workspace, run_id: str, md_dir: Path, html_path
             run_id=run_id, mlflow_run_id=rec.mlflow_run_id, model=f"{cfg.name} v{rec.model_version}",
             sources=rec.sources),
         sections=parts, metrics=ctx.shown)
-    (md_dir / f"{cfg.name}.md").write_text(render.markdown(report))
+    (md_dir / f"{cfg.name}.md").write_text(render.markdown(report, md_dir))
     if html_path is not None:
         html_path = Path(html_path)
         html_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 
@@ -26,6 +28,13 @@ class Figure(BaseModel):
     caption: str
 
 
+class Link(BaseModel):
+    """A file of the run the page points to (the raw Data Docs): a relative link in the Markdown, a
+    file:// link in the HTML page, which is read on the machine that ran it."""
+    label: str
+    path: str  # absolute
+
+
 class Section(BaseModel):
     key: str
     title: str
@@ -33,7 +42,8 @@ class Section(BaseModel):
     tables: list[Table] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
     timings: list[Timing] = Field(default_factory=list)
-    order: list[str] = Field(default_factory=list)  # "p" / "t" as said: a text stays beside its table
+    links: list[Link] = Field(default_factory=list)
+    order: list[str] = Field(default_factory=list)  # "p" / "t" / "l" as said: a text stays beside its table
 
     def say(self, *text: str) -> "Section":
         self.paragraphs.extend(text)
@@ -45,10 +55,15 @@ class Section(BaseModel):
         self.order.append("t")
         return self
 
-    def blocks(self) -> list[str | Table]:
-        """Paragraphs and tables in the order they were added (the timings' table last)."""
-        texts, tables = iter(self.paragraphs), iter(self.tables)
-        return [next(texts) if kind == "p" else next(tables) for kind in self.order]
+    def link(self, label: str, path) -> "Section":
+        self.links.append(Link(label=label, path=str(Path(path).resolve())))
+        self.order.append("l")
+        return self
+
+    def blocks(self) -> list[str | Table | Link]:
+        """Paragraphs, tables and links in the order they were added (the timings' table last)."""
+        items = {"p": iter(self.paragraphs), "t": iter(self.tables), "l": iter(self.links)}
+        return [next(items[kind]) for kind in self.order]
 
 
 class Provenance(BaseModel):

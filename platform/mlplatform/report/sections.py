@@ -176,8 +176,8 @@ def data(ctx: Context) -> Section:
     else:
         s.say(f"Label delay: the tenant file says {cfg.data.label_delay_days:g} days; the data records no "
               "per-label arrival time, so no distribution is shown.")
-    s.say("Great Expectations results of this run, rendered here so they read offline "
-          f"(the raw Data Docs: `{shown(val.get('report', '-'))}`):")
+    s.say("Great Expectations results of this run, rendered here so they read offline (the raw Data Docs, "
+          "which load their styles from a CDN, are linked after them):")
     for res in rec.validation:
         suite = res.get("meta", {}).get("expectation_suite_name") or res.get("suite_name") or "suite"
         stats_ = res.get("statistics", {})
@@ -187,6 +187,8 @@ def data(ctx: Context) -> Section:
                         f"{stats_.get('evaluated_expectations', '?')} passed")
     if not rec.validation:
         s.say("No Great Expectations results were found in the workspace for this run.")
+    if val.get("report"):
+        s.link(f"raw Data Docs of this validation ({shown(val['report'])})", val["report"])
     return s
 
 
