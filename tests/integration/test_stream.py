@@ -280,7 +280,7 @@ def test_the_loops_replayed_payments_move_the_online_state(env):
     due = replay.due(1.0)  # one simulated week: every payment of the chosen cards' last week
     week = history[history["tx_datetime"] > history["tx_datetime"].max() - pd.Timedelta(days=7)]
     cards = sorted({row["customer_id"] for _, row in due})
-    assert 1 < len(cards) < week["customer_id"].nunique() and replay.cards == len(cards)
+    assert len(cards) > 1 and len(cards) < week["customer_id"].nunique() and replay.cards == len(cards)
     replayed = pd.DataFrame([row for _, row in due]).assign(tx_datetime=lambda d: pd.to_datetime(d["tx_datetime"], utc=True))
     source = week[week["customer_id"].isin(cards)]
     assert len(due) == len(source) == replay.events_per_week
