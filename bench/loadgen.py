@@ -44,6 +44,7 @@ class LoadResult:
     # per request when asked for (record=True): (index, scheduled start in s from the run's start,
     # latency ms, status (0: no answer), response body)
     events: list[tuple[int, float, float, int, bytes]] = field(default_factory=list)
+    started: float = 0.0  # time.perf_counter() when the schedule started: the events' time zero
 
     def summary(self) -> dict:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.asarray([np.nan])
@@ -192,7 +193,7 @@ async def _run(url: str, bodies: list[bytes], rate: float, seconds: float, timeo
                 result.first_errors.append(f"{status}: {text}")
 
     tasks = []
-    start = time.perf_counter()
+    start = result.started = time.perf_counter()
     try:
         for i in range(total):
             if stop is not None and stop.is_set():
@@ -218,10 +219,10 @@ def fixed_rate(url: str, bodies: list[bytes], rate: float, seconds: float, *, ti
     `stop` (a threading.Event): no further requests once set; `request_ids`: each request carries
     `X-Request-ID: <request_ids><index>`; `record`: keep every request's outcome in `events`.
 
-    The caller's heap is frozen for the run (gc.freeze): a bench process holds a workspace's frames
-    and stores, and a full collection of them is a pause in the generator that every request in
-    flight would count as server latency."""
-    gc.collect()
+    The caller's heap is frozen for the run (gc.freeze, which only moves the tracked objects aside:
+    no collection first, so the schedule starts now): a bench process holds a workspace's frames and
+    stores, and a full collection of them is a pause in the generator that every request in flight
+    would count as server latency."""
     gc.freeze()
     try:
         return asyncio.run(_run(url, bodies, rate, seconds, timeout, max_in_flight, stop, request_ids, record))

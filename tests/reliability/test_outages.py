@@ -136,7 +136,7 @@ def test_services_killed_and_restarted_under_load(tmp_path):
             predict, bodies, RATE, 600, timeout=HANG_S, max_in_flight=256, stop=stop_load,
             request_ids="outage-", record=True)))
         t0 = time.perf_counter()
-        clock = lambda: time.perf_counter() - t0  # noqa: E731 - the load's schedule starts (about) now
+        clock = lambda: time.perf_counter() - t0  # noqa: E731 - shifted to the load's own start below
         load.start()
         marks, attempts, incidents = {}, {}, {}
         try:
@@ -197,6 +197,9 @@ def test_services_killed_and_restarted_under_load(tmp_path):
         redis.stop()
         pg.stop()
 
+    # the marks on the load's own clock: its schedule started when the generator began, not at t0
+    shift = res.started - t0
+    marks = {k: v - shift for k, v in marks.items()}
     events = res.events
     statuses = {}
     for _, _, _, status, _ in events:
